@@ -1,0 +1,66 @@
+# vet: `make demo` runs a vetting of this machine, `make test` runs vet's own tests.
+# Both install what they need first (apt packages, a virtualenv, the report tooling).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Tools the stages run on the local host, and what the tests need besides Python.
+APT_PACKAGES := stress-ng fio iperf3 lshw dmidecode pciutils util-linux smartmontools
+# Node's CA list lacks the system's; behind a TLS-inspecting proxy npm would fail.
+export NODE_EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+NPM_FLAGS := --no-audit --no-fund --update-notifier=false
+PROFILE ?= quick
+INVENTORY ?= inventory/local
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup system test lint demo report clean
+
+setup: system $(BIN)/.installed node_modules/.package-lock.json
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# npm ci writes node_modules/.package-lock.json: this re-runs when the lock file changes.
+node_modules/.package-lock.json: package.json package-lock.json $(BIN)/.installed
+	$(BIN)/npm ci $(NPM_FLAGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+# The main job: vet this machine with the quick profile, then build the report.
+# Vetting verdicts (pytest exit 1) are the demo's output, not its failure.
+demo: setup
+	@if [ "$(INVENTORY)" = inventory/local ] && [ ! -f inventory/local/host_vars/localhost.yml ]; then \
+	    echo "drafting inventory/local/host_vars/localhost.yml from this machine's hardware"; \
+	    echo "(edit it to say what the machine should be; see docs/INVENTORY.md)"; \
+	    $(BIN)/vet inventory draft > inventory/local/host_vars/localhost.yml; \
+	fi
+	@run_id=demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/pytest suites -m stage --inventory $(INVENTORY) --profile $(PROFILE) \
+	    --run-id $$run_id -p no:cacheprovider -rfEs; rc=$$?; \
+	echo; $(BIN)/vet report --run $$run_id || exit $$?; \
+	[ $$rc -le 1 ] || exit $$rc
+
+report: setup
+	$(BIN)/vet report
+
+clean:
+	rm -rf reports/runs reports/html reports/vet.sqlite* reports/allure-history.jsonl*
