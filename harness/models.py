@@ -1,0 +1,218 @@
+"""Plain typed records shared by every part of vet.
+
+They carry no behaviour beyond small conveniences, so the inventory loader, the
+store, the stages and the report can agree on shapes without importing each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.StrEnum):
+    """How much a finding matters: critical fails a stage, the others are reported."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Verdict(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How the controller reaches a booted host's shell."""
+
+    kind: str  # "local", "ssh" (later: "serial")
+    address: str | None = None
+    user: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """A power driver name and its parameters (secrets stay in `secrets`)."""
+
+    driver: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class ExpectedCpu:
+    model: str | None = None
+    sockets: int | None = None
+    cores: int | None = None  # physical cores in total
+    threads: int | None = None  # logical CPUs in total
+
+
+@dataclass(frozen=True)
+class ExpectedMemory:
+    total_gib: float | None = None
+    tolerance_pct: float = 5.0
+    dimm_count: int | None = None
+    dimm_size_gib: float | None = None
+
+
+@dataclass(frozen=True)
+class ExpectedDisk:
+    serial: str
+    model: str | None = None
+    size_gb: float | None = None  # decimal gigabytes, as vendors label disks
+
+
+@dataclass(frozen=True)
+class ExpectedNic:
+    mac: str
+    speed_mbps: int | None = None
+
+
+@dataclass(frozen=True)
+class ExpectedGpu:
+    model: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class ExpectedSpec:
+    """What a host is supposed to be, as the operator wrote it in the inventory."""
+
+    cpu: ExpectedCpu = field(default_factory=ExpectedCpu)
+    memory: ExpectedMemory = field(default_factory=ExpectedMemory)
+    disks: tuple[ExpectedDisk, ...] = ()
+    nics: tuple[ExpectedNic, ...] = ()
+    gpus: tuple[ExpectedGpu, ...] = ()
+    psu_count: int | None = None
+    bios_version: str | None = None
+    bmc_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One server under test, typed from its Ansible inventory entry."""
+
+    name: str
+    connection: Connection
+    macs: tuple[str, ...] = ()
+    console: str | None = None
+    power: PowerConfig = field(default_factory=lambda: PowerConfig(driver="manual"))
+    spec: ExpectedSpec = field(default_factory=ExpectedSpec)
+    stage_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    profile_params: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command on a host returned."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@dataclass(frozen=True)
+class SpecDifference:
+    """One compared item of the spec; severity None means it matched."""
+
+    item: str
+    expected: str
+    actual: str
+    severity: Severity | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    value: float
+    unit: str
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str | None
+    sockets: int | None
+    cores: int | None
+    threads: int | None
+
+
+@dataclass(frozen=True)
+class DimmInfo:
+    locator: str
+    size_bytes: int
+    type: str | None = None
+    speed_mts: int | None = None
+    manufacturer: str | None = None
+    part_number: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    name: str
+    serial: str | None
+    model: str | None
+    size_bytes: int | None
+    rotational: bool | None = None
+    transport: str | None = None
+
+
+@dataclass(frozen=True)
+class NicInfo:
+    name: str
+    mac: str | None
+    speed_mbps: int | None = None
+    driver: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    model: str
+    pci_slot: str | None = None
+
+
+@dataclass(frozen=True)
+class HardwareInventory:
+    """What a host actually is, merged from lshw, dmidecode, lsblk and lspci."""
+
+    system_vendor: str | None = None
+    system_product: str | None = None
+    system_serial: str | None = None
+    bios_version: str | None = None
+    cpu: CpuInfo = field(default_factory=lambda: CpuInfo(None, None, None, None))
+    memory_total_bytes: int | None = None
+    dimms: tuple[DimmInfo, ...] = ()
+    disks: tuple[DiskInfo, ...] = ()
+    nics: tuple[NicInfo, ...] = ()
+    gpus: tuple[GpuInfo, ...] = ()
+    psu_count: int | None = None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn records (dataclasses, enums, tuples, mappings) into JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.repr}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,3 @@
+"""Shared fixtures for vet's own tests."""
+
+pytest_plugins = ["pytester"]
