@@ -1,0 +1,152 @@
+"""`vet`: the operator's command line around the pytest suites.
+
+Vetting itself runs through pytest (`pytest suites -m stage ...`); this command does
+everything around it: reports, inventory checks and drafts, run listings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import VetError
+from harness.report import iso, write_summary
+from harness.store import Store
+from harness.summary import render_summary
+
+
+def _store(args: argparse.Namespace) -> Store:
+    path = Path(args.store) if args.store else Path(args.reports_dir) / "vet.sqlite"
+    if not path.exists():
+        raise VetError(
+            f"no run store at {path}; run a vetting first (make demo, or pytest suites -m stage)"
+            " or pass --store"
+        )
+    return Store(path)
+
+
+def _run_id(store: Store, wanted: str | None) -> str:
+    run_id = wanted or store.latest_run_id()
+    if run_id is None:
+        raise VetError(f"the run store {store.path} has no runs yet; run a vetting first")
+    if store.run(run_id) is None:
+        raise VetError(f"run {run_id!r} is not in {store.path}; `vet runs` lists the runs")
+    return run_id
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report_html import build_html_report
+
+    reports = Path(args.reports_dir)
+    with _store(args) as store:
+        run_id = _run_id(store, args.run)
+        run_dir = reports / "runs" / run_id
+        summary = write_summary(store, run_id, run_dir / "summary.json")
+        table = render_summary(store, run_id)
+    print(f"run {run_id}")
+    print(table)
+    print(f"\nJSON summary: {summary}")
+    if args.no_html:
+        return 0
+    results = run_dir / "allure-results"
+    if not results.is_dir():
+        raise VetError(f"no Allure results for run {run_id} at {results}; the run wrote none "
+                       "(was it started with another --reports-dir?)")
+    html = build_html_report(results, reports / "html", reports / "allure-history.jsonl",
+                             name=f"vet run {run_id}")
+    print(f"HTML report:  {html.resolve()}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        runs = store.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (args.limit,))
+        for run in runs:
+            hosts = store.hosts(run["id"])
+            done = sum(h["state"] == "Completed" for h in hosts)
+            print(f"{run['id']}  {iso(run['started_at'])}  {run['status']:<11} "
+                  f"{run['profile']:<8} {done}/{len(hosts)} hosts passed  {run['inventory']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        run_id = _run_id(store, args.run)
+        run = store.run(run_id)
+        assert run is not None
+        print(f"run {run_id} ({run['status']}, profile {run['profile']})")
+        print(render_summary(store, run_id))
+    return 0
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    from harness.inventory import load_inventory
+    from harness.profiles import override_problems
+
+    hosts = load_inventory(args.inventory, args.hosts, args.vault_password_file)
+    problems = [p for h in hosts for p in override_problems(h)]
+    if problems:
+        raise VetError("\n".join(f"{args.inventory}: {p}" for p in problems))
+    for h in hosts:
+        macs = ",".join(h.macs) or "-"
+        print(f"{h.name:<20} {h.connection.kind:<6} power={h.power.driver:<8} macs={macs} "
+              f"console={h.console or '-'} disks={len(h.spec.disks)}")
+    print(f"{len(hosts)} host(s) OK in {args.inventory}")
+    return 0
+
+
+def cmd_inventory_draft(args: argparse.Namespace) -> int:
+    from harness.inventory import draft_inventory_yaml, local_facts
+
+    sys.stdout.write(draft_inventory_yaml(local_facts()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vet", description=__doc__)
+    parser.add_argument("--reports-dir", default="reports", help="default ./reports")
+    parser.add_argument("--store", default=None, help="run store (default REPORTS/vet.sqlite)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    report = sub.add_parser("report", help="JSON summary and single-file HTML report of a run")
+    report.add_argument("--run", help="run id (default: the latest run)")
+    report.add_argument("--no-html", action="store_true", help="only the JSON summary")
+    report.set_defaults(func=cmd_report)
+
+    runs = sub.add_parser("runs", help="list recent runs")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=cmd_runs)
+
+    status = sub.add_parser("status", help="per-host, per-stage state of a run")
+    status.add_argument("--run", help="run id (default: the latest run)")
+    status.set_defaults(func=cmd_status)
+
+    inventory = sub.add_parser("inventory", help="check an inventory or draft a host's spec")
+    inv_sub = inventory.add_subparsers(dest="inventory_command", required=True)
+    check = inv_sub.add_parser("check", help="load and validate an inventory, list its hosts")
+    check.add_argument("inventory", nargs="?", default="inventory/local")
+    check.add_argument("--hosts", default=None, help="host pattern, as ansible --limit")
+    check.add_argument("--vault-password-file", default=None)
+    check.set_defaults(func=cmd_inventory_check)
+    draft = inv_sub.add_parser(
+        "draft", help="print host_vars YAML describing this machine (a first vet_spec)")
+    draft.set_defaults(func=cmd_inventory_draft)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VetError as exc:
+        print(f"vet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The per-host event stream: JSON lines on disk, one file per host per run.
+
+Every event carries run, host, source (console / ssh / local / harness / power),
+kind, command id and time, so logs from every transport read as one stream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.models import to_jsonable
+
+
+class EventLog:
+    """Append-only JSON-lines writer; flushed per event so a crash loses nothing."""
+
+    def __init__(self, path: Path, run_id: str, host: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.host = host
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def emit(
+        self, source: str, kind: str, command_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        event = {
+            "at": time.time(),
+            "run": self.run_id,
+            "host": self.host,
+            "source": source,
+            "kind": kind,
+            "command_id": command_id,
+            **{k: to_jsonable(v) for k, v in fields.items()},
+        }
+        line = json.dumps(event, ensure_ascii=False)
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line + "\n")
+                self._file.flush()
+        return event
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """All events of one log; a torn last line (crash mid-write) is skipped."""
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events

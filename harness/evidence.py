@@ -1,0 +1,43 @@
+"""Evidence: raw outputs and parsed records, kept on disk and attached to Allure.
+
+Files on disk are the record that survives anything; the Allure attachment is how
+a person sees them next to the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import allure
+
+from harness.models import to_jsonable
+
+_TYPES = {
+    "text": (allure.attachment_type.TEXT, "txt"),
+    "json": (allure.attachment_type.JSON, "json"),
+    "html": (allure.attachment_type.HTML, "html"),
+}
+
+
+class Evidence:
+    """Writes numbered evidence files under one directory and attaches each."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._count = 0
+
+    def attach(self, name: str, body: str, kind: str = "text") -> Path:
+        attachment_type, extension = _TYPES[kind]
+        self._count += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "evidence"
+        path = self.directory / f"{self._count:03d}-{safe}.{extension}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+        allure.attach(body, name=name, attachment_type=attachment_type)
+        return path
+
+    def attach_json(self, name: str, record: Any) -> Path:
+        return self.attach(name, json.dumps(to_jsonable(record), indent=2, sort_keys=True), "json")

@@ -1,0 +1,106 @@
+"""Vetting profiles: how long and how hard each stage runs.
+
+A profile is plain data. The inventory may override any parameter for a group or
+host (`vet_stages` for every profile, `vet_profiles.<name>` for one), and the
+effective values are recorded with the run so a report says exactly what ran.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from harness.errors import VetError
+from harness.models import Host
+
+Params = dict[str, Any]
+
+_QUICK: dict[str, Params] = {
+    "inventory": {"timeout_s": 120},
+    "spec": {"fail_on": "critical"},
+    "cpu": {
+        "duration_s": 20,
+        "stressors": ["cpu", "matrix", "cache"],
+        "workers_per_stressor": 0,  # 0: one worker per online CPU, as stress-ng counts
+        "max_bogo_ops_drop_pct": None,
+    },
+    "storage": {
+        "mode": "scratch-file",  # non-destructive: a file in scratch_dir, verified and removed
+        "scratch_dir": "/var/tmp",
+        "size_mib": 64,
+        "runtime_s": 10,
+        "block_size": "4k",
+        "iodepth": 8,
+        "verify": "crc32c",
+    },
+    "network": {
+        "duration_s": 5,
+        "streams": 1,
+        "min_mbps": 100.0,
+        "server_address": "127.0.0.1",  # the controller's address as the host sees it
+    },
+}
+
+_STANDARD_OVERRIDES: dict[str, Params] = {
+    "cpu": {"duration_s": 600},
+    "storage": {"size_mib": 4096, "runtime_s": 300},
+    "network": {"duration_s": 60, "streams": 4},
+}
+
+_BURNIN_OVERRIDES: dict[str, Params] = {
+    "cpu": {"duration_s": 4 * 3600},
+    "storage": {"size_mib": 16384, "runtime_s": 3600},
+    "network": {"duration_s": 600, "streams": 4},
+}
+
+
+def _overlay(base: Mapping[str, Params], overrides: Mapping[str, Mapping[str, Any]]) -> dict[
+    str, Params
+]:
+    merged = copy.deepcopy(dict(base))
+    for stage, params in overrides.items():
+        merged.setdefault(stage, {}).update(copy.deepcopy(dict(params)))
+    return merged
+
+
+PROFILES: Mapping[str, Mapping[str, Params]] = {
+    "quick": _QUICK,
+    "standard": _overlay(_QUICK, _STANDARD_OVERRIDES),
+    "burnin": _overlay(_QUICK, _BURNIN_OVERRIDES),
+}
+
+DEFAULT_PROFILE = "quick"
+
+
+def check_profile(name: str) -> None:
+    if name not in PROFILES:
+        raise VetError(
+            f"profile {name!r} is unknown; choose one of {', '.join(PROFILES)} with --profile"
+        )
+
+
+def override_problems(host: Host) -> list[str]:
+    """Unknown parameter names in a host's overrides (typos would silently do nothing).
+
+    Stages without parameters in the profiles yet are not checked.
+    """
+    known = {stage: set().union(*(PROFILES[p].get(stage, {}) for p in PROFILES))
+             for stage in {s for p in PROFILES.values() for s in p}}
+    layers = [("vet_stages", host.stage_params)] + [
+        (f"vet_profiles.{name}", stages) for name, stages in host.profile_params.items()]
+    problems = []
+    for where, stages in layers:
+        for stage, params in stages.items():
+            for key in sorted(set(params) - known.get(stage, set(params))):
+                problems.append(
+                    f"host {host.name}: {where}.{stage}.{key} is not a parameter of the "
+                    f"{stage} stage; known: {', '.join(sorted(known[stage]))}")
+    return problems
+
+
+def effective_params(profile: str, host: Host) -> dict[str, Params]:
+    """Profile defaults, then the host's vet_stages, then its vet_profiles.<profile>."""
+    check_profile(profile)
+    merged = _overlay(PROFILES[profile], host.stage_params)
+    return _overlay(merged, host.profile_params.get(profile, {}))

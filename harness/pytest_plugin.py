@@ -1,0 +1,372 @@
+"""The pytest plugin that turns suites/ into a vetting pipeline.
+
+It adds the vet options, parametrises stage tests over the inventory's hosts, runs
+each host's stages in pipeline order (on one xdist worker per host), skips a host's
+later stages once one fails, persists every state change before pytest reports it,
+and labels Allure results by server and stage.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import time
+from collections import Counter
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import allure
+import pytest
+
+import harness
+from harness.console.local import LocalChannel
+from harness.errors import VetError
+from harness.host import HostUnderTest, RunContext
+from harness.inventory import load_inventory
+from harness.models import Host
+from harness.netperf import Iperf3Server
+from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
+from harness.scheduling import HostScheduling
+from harness.states import STAGE_STATES, STAGES, State, stage_index
+from harness.store import Store
+from harness.summary import render_summary
+
+DEFAULT_INVENTORY = "inventory/local"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class VetRun:
+    """Everything one pytest process knows about the run it is part of."""
+
+    def __init__(self, config: pytest.Config, hosts: list[Host], run_id: str) -> None:
+        self.config = config
+        self.hosts = {h.name: h for h in hosts}
+        self.run_id = run_id
+        self.profile: str = config.getoption("vet_profile")
+        self.inventory: str = config.getoption("vet_inventory") or DEFAULT_INVENTORY
+        self.reports_dir = Path(config.getoption("vet_reports_dir"))
+        self.store_path = Path(config.getoption("vet_store") or self.reports_dir / "vet.sqlite")
+        self.run_dir = self.reports_dir / "runs" / run_id
+        self.is_worker = hasattr(config, "workerinput")
+        self._store: Store | None = None
+        self.failed: dict[str, tuple[str, str]] = {}
+        self.current_stage: dict[str, str] = {}
+        self.remaining: Counter[str] = Counter()
+        self.open_hosts: dict[str, HostUnderTest] = {}
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_path)
+        return self._store
+
+    def params(self, host: Host) -> dict[str, Any]:
+        return effective_params(self.profile, host)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+RUN_KEY = pytest.StashKey[VetRun]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vet", "vet: bare-metal vetting")
+    group.addoption("--inventory", dest="vet_inventory", default=None,
+                    help=f"Ansible inventory (file or directory); default {DEFAULT_INVENTORY}")
+    group.addoption("--hosts", dest="vet_hosts", default=None,
+                    help="host pattern as for ansible --limit, e.g. 'node0*' or 'rack1:!node03'")
+    group.addoption("--profile", dest="vet_profile", default=DEFAULT_PROFILE,
+                    help=f"vetting profile: {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
+    group.addoption("--run-id", dest="vet_run_id", default=None,
+                    help="id of this run (default: generated from the time)")
+    group.addoption("--store", dest="vet_store", default=None,
+                    help="SQLite run store (default REPORTS/vet.sqlite)")
+    group.addoption("--reports-dir", dest="vet_reports_dir", default="reports",
+                    help="where logs, evidence and results go (default ./reports)")
+    group.addoption("--vault-password-file", dest="vet_vault_password_file", default=None,
+                    help="file holding the Ansible vault password for the inventory")
+
+
+def _is_vet_run(config: pytest.Config) -> bool:
+    """A vet run names an inventory or collects from suites/; plain harness tests do not."""
+    if config.getoption("vet_inventory"):
+        return True
+    suites = (config.rootpath / "suites").resolve()
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0]).resolve()
+        if path == suites or suites in path.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stage: a vetting stage test (pytest -m stage runs all)")
+    for stage in STAGES:
+        config.addinivalue_line("markers", f"{stage}: the {stage} vetting stage")
+    if not _is_vet_run(config):
+        return
+    profile = config.getoption("vet_profile")
+    if profile not in PROFILES:
+        raise pytest.UsageError(
+            f"--profile {profile!r} is unknown; choose one of {', '.join(PROFILES)}"
+        )
+    inventory = config.getoption("vet_inventory") or DEFAULT_INVENTORY
+    try:
+        hosts = load_inventory(
+            inventory, config.getoption("vet_hosts"), config.getoption("vet_vault_password_file")
+        )
+    except VetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    problems = [p for h in hosts for p in override_problems(h)]
+    if problems:
+        raise pytest.UsageError(f"{inventory}: " + f"\n{inventory}: ".join(problems))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        run_id = workerinput["vet_run_id"]
+    else:
+        run_id = config.getoption("vet_run_id") or new_run_id()
+    run = VetRun(config, hosts, run_id)
+    config.stash[RUN_KEY] = run
+    if not getattr(config.option, "allure_report_dir", None):
+        # One results folder per run: `vet report` builds a run's report from it, and
+        # Allure's history file carries the trend across runs.
+        config.option.allure_report_dir = str(run.run_dir / "allure-results")
+
+
+def _run(config: pytest.Config) -> VetRun | None:
+    return config.stash.get(RUN_KEY, None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    run = _run(node.config)
+    if run is not None:
+        node.workerinput["vet_run_id"] = run.run_id
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> HostScheduling | None:
+    run = _run(config)
+    return HostScheduling(config, log, run.hosts) if run is not None else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run = _run(session.config)
+    if run is None or run.is_worker:
+        return
+    run.store.start_run(
+        run.run_id, run.profile, run.inventory,
+        params={"profile": run.profile,
+                "hosts": {name: run.params(h) for name, h in run.hosts.items()}},
+        controller=platform.node(), vet_version=harness.__version__,
+    )
+    for name in run.hosts:
+        run.store.register_host(run.run_id, name)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "host" not in metafunc.fixturenames:
+        return
+    run = _run(metafunc.config)
+    names = list(run.hosts) if run is not None else []
+    metafunc.parametrize("host", names, ids=names, indirect=True, scope="session")
+
+
+def item_host(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    value = callspec.params.get("host")
+    return value if isinstance(value, str) else None
+
+
+def item_stage(item: pytest.Item) -> str | None:
+    for stage in STAGES:
+        if item.get_closest_marker(stage) is not None:
+            return stage
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    run = _run(config)
+    if run is None:
+        return
+    problems = [
+        f"{item.nodeid}: a test taking `host` needs the `stage` marker and one stage marker "
+        f"({', '.join(STAGES)}), e.g. pytestmark = [pytest.mark.stage, pytest.mark.cpu]"
+        for item in items
+        if item_host(item) is not None
+        and (item_stage(item) is None or item.get_closest_marker("stage") is None)
+    ]
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+    host_order = {name: i for i, name in enumerate(run.hosts)}
+    position = {id(item): i for i, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[int, int, int, int]:
+        host = item_host(item)
+        if host is None:
+            return (0, 0, 0, position[id(item)])
+        return (1, host_order.get(host, 0), stage_index(item_stage(item) or ""),
+                position[id(item)])
+
+    items.sort(key=key)
+    run.remaining = Counter(h for h in map(item_host, items) if h is not None)
+
+
+@pytest.fixture(scope="session")
+def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
+    """The host under test, reachable through its channel (parametrised per host)."""
+    run = _run(request.config)
+    assert run is not None, "the host fixture needs a vet run (--inventory)"
+    spec = run.hosts[request.param]
+    if spec.connection.kind != "local":
+        raise VetError(
+            f"host {spec.name}: connection {spec.connection.kind!r} is not available in this "
+            "version of vet; only ansible_connection: local hosts can be vetted"
+        )
+    ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
+    vetted = HostUnderTest(spec, LocalChannel(spec.name), ctx, run.params(spec))
+    run.open_hosts[spec.name] = vetted
+    yield vetted
+    run.open_hosts.pop(spec.name, None)
+    vetted.close()
+
+
+@pytest.fixture(scope="session")
+def iperf3_server(host: HostUnderTest) -> Iterator[Iperf3Server]:
+    """An iperf3 server on the controller, on the address the host can reach."""
+    address = host.all_params.get("network", {}).get("server_address", "127.0.0.1")
+    with Iperf3Server(address) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _vet_stage_context(request: pytest.FixtureRequest) -> None:
+    """Point the host's evidence and events at the stage this test belongs to."""
+    name = item_host(request.node)
+    stage = item_stage(request.node)
+    if name is None or stage is None:
+        return
+    vetted: HostUnderTest = request.getfixturevalue("host")
+    if vetted.stage != stage:
+        vetted.enter_stage(stage)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run = _run(item.config)
+    name = item_host(item)
+    stage = item_stage(item)
+    if run is None or name is None or stage is None:
+        return
+    # Labels first, so skipped tests too sit under their server and stage.
+    # `server`, not `host`: allure-pytest already labels every result host=<controller>.
+    allure.dynamic.parent_suite(name)  # type: ignore[no-untyped-call]
+    allure.dynamic.suite(stage)  # type: ignore[no-untyped-call]
+    allure.dynamic.label("server", name)  # type: ignore[no-untyped-call]
+    failed = run.failed.get(name)
+    if failed is not None and failed[0] != stage:
+        pytest.skip(f"host {name} failed stage {failed[0]} ({failed[1]}); "
+                    f"stage {stage} skipped")
+    if failed is None and run.current_stage.get(name) != stage:
+        if name not in run.current_stage:
+            run.store.register_host(run.run_id, name)
+            if run.store.host_state(run.run_id, name) is State.REGISTERED:
+                run.store.transition(run.run_id, name, State.QUEUED, "picked up by a worker")
+        run.store.transition(run.run_id, name, STAGE_STATES[stage], f"stage {stage}", stage)
+        run.current_stage[name] = stage
+
+
+def _reason(call: pytest.CallInfo[None], report: pytest.TestReport) -> str:
+    if call.excinfo is None:
+        return ""
+    if call.excinfo.errisinstance(pytest.skip.Exception):
+        return str(getattr(call.excinfo.value, "msg", "")).strip()
+    text = str(call.excinfo.value).strip() or call.excinfo.typename
+    return text.splitlines()[0][:300]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    run = _run(item.config)
+    name = item_host(item)
+    stage = item_stage(item)
+    if run is None or name is None or stage is None:
+        return report
+    if call.excinfo is not None and call.excinfo.errisinstance(VetError):
+        # An operator-facing error: its message is the whole story, no traceback.
+        report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+    reason = _reason(call, report)
+    if report.when == "call" or (report.when == "setup" and not report.passed) or (
+        report.when == "teardown" and report.failed
+    ):
+        outcome = "error" if report.failed and report.when != "call" else report.outcome
+        run.store.record_test(run.run_id, name, stage, item.nodeid, outcome,
+                              call.start, call.duration, reason)
+    if report.failed and name not in run.failed:
+        run.failed[name] = (stage, reason)
+        run.store.transition(run.run_id, name, State.FAILED, f"{stage}: {reason}", stage)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[
+    None, object, object
+]:
+    result = yield
+    run = _run(item.config)
+    name = item_host(item)
+    if run is not None and name is not None:
+        run.remaining[name] -= 1
+        if run.remaining[name] == 0 and name not in run.failed:
+            run.store.transition(run.run_id, name, State.REPORTING, "all stages passed")
+            run.store.transition(run.run_id, name, State.COMPLETED, "vetted")
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = _run(session.config)
+    if run is None:
+        return
+    for vetted in list(run.open_hosts.values()):
+        vetted.close()
+    if not run.is_worker:
+        failed = any(h["state"] != State.COMPLETED.value for h in run.store.hosts(run.run_id))
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        status = "interrupted" if interrupted else ("failed" if failed else "passed")
+        run.store.finish_run(run.run_id, status)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = _run(config)
+    if run is None or run.is_worker:
+        return
+    terminalreporter.section(f"vet run {run.run_id} ({run.profile})")
+    for line in render_summary(run.store, run.run_id).splitlines():
+        terminalreporter.line(line)
+    terminalreporter.line(f"store: {run.store_path}   evidence: {run.run_dir}")
+    terminalreporter.line("report: vet report" + (
+        f" --store {run.store_path}" if config.getoption("vet_store") else ""))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = _run(config)
+    if run is not None:
+        run.close()
+
+
+__all__ = ["RUN_KEY", "VetRun", "host", "item_host", "item_stage", "new_run_id"]
