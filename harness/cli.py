@@ -98,9 +98,9 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory_draft(args: argparse.Namespace) -> int:
-    from harness.inventory import draft_inventory_yaml, local_facts
+    from harness.draft import draft_local
 
-    sys.stdout.write(draft_inventory_yaml(local_facts()))
+    sys.stdout.write(draft_local())
     return 0
 
 

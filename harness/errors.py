@@ -25,3 +25,12 @@ class IllegalTransition(VetError):
 
 class ToolMissing(VetError):
     """A vetting tool is not installed on the host; names the package to install."""
+
+    @classmethod
+    def for_tool(cls, host: str, tool: str, package: str | None = None) -> ToolMissing:
+        package = package or tool
+        return cls(
+            f"host {host}: `{tool}` is not installed; install the Debian package "
+            f"'{package}' on the host (apt-get install {package}) or use the vet live "
+            "image, which has it"
+        )

@@ -113,11 +113,7 @@ class HostUnderTest:
         """Fail clearly, naming the package to install, when a tool is missing."""
         found = self.channel.run(f"command -v {shlex.quote(tool)}", timeout=15)
         if not found.ok:
-            raise ToolMissing(
-                f"host {self.name}: `{tool}` is not installed; install the Debian package "
-                f"'{package or tool}' on the host (apt-get install {package or tool}) or use "
-                "the vet live image, which has it"
-            )
+            raise ToolMissing.for_tool(self.name, tool, package)
 
     def measure(self, name: str, value: float, unit: str) -> None:
         self.ctx.store.add_measurements(

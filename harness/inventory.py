@@ -10,9 +10,6 @@ each host into a `harness.models.Host`. Every mistake found is collected and rai
 together as one `InventoryError`; each line names the inventory, the host, the
 variable and what to write instead. Ansible's own display output is captured, so a
 broken inventory never prints warnings or tracebacks of its own.
-
-`local_facts()` and `draft_inventory_yaml()` write a first `vet_spec` for the machine
-they run on (`vet inventory draft`).
 """
 
 from __future__ import annotations
@@ -24,10 +21,8 @@ import json
 import logging
 import os
 import re
-import shutil
-import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,9 +48,7 @@ __all__ = [
     "VET_VARIABLES",
     "PowerDriverRule",
     "check_console_url",
-    "draft_inventory_yaml",
     "load_inventory",
-    "local_facts",
     "normalize_mac",
 ]
 
@@ -1232,191 +1225,3 @@ def _vars_failure(exc: BaseException, root: Path, vault: _VaultInfo) -> str:
 
 
 # --------------------------------------------------------------------------- draft
-
-
-def _read(path: str | Path) -> str | None:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _cpu_facts() -> dict[str, Any]:
-    text = _read("/proc/cpuinfo") or ""
-    model: str | None = None
-    threads = 0
-    packages: set[str] = set()
-    cores: set[tuple[str, str]] = set()
-    block: dict[str, str] = {}
-    blocks = []
-    for line in [*text.splitlines(), ""]:
-        if not line.strip():
-            if block:
-                blocks.append(block)
-            block = {}
-            continue
-        key, _, value = line.partition(":")
-        block[key.strip()] = value.strip()
-    for item in blocks:
-        if "processor" not in item or not item["processor"].isdigit():
-            continue
-        threads += 1
-        model = model or item.get("model name") or item.get("Model") or None
-        if "physical id" in item:
-            packages.add(item["physical id"])
-            cores.add((item["physical id"], item.get("core id", item["processor"])))
-    if threads and not packages:  # e.g. arm64: fall back to sysfs topology
-        for cpu in sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*")):
-            package = (_read(cpu / "topology/physical_package_id") or "").strip()
-            core = (_read(cpu / "topology/core_id") or "").strip()
-            if package:
-                packages.add(package)
-                cores.add((package, core or cpu.name))
-    return {
-        "model": model,
-        "sockets": len(packages) or None,
-        "cores": len(cores) or None,
-        "threads": threads or None,
-    }
-
-
-def _memory_facts() -> dict[str, Any]:
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemTotal:"):
-            fields = line.split()
-            if len(fields) >= 2 and fields[1].isdigit():
-                return {"total_bytes": int(fields[1]) * 1024}
-    return {"total_bytes": None}
-
-
-def _disk_facts(run: Callable[[list[str]], str | None]) -> list[dict[str, Any]]:
-    output = run(["lsblk", "-J", "-b", "-d", "-o", "NAME,SERIAL,MODEL,SIZE,TYPE"])
-    if not output:
-        return []
-    try:
-        devices = json.loads(output).get("blockdevices", [])
-    except (ValueError, AttributeError):
-        return []
-    disks = []
-    for device in devices:
-        name = str(device.get("name") or "")
-        if device.get("type") != "disk" or name.startswith(("zram", "loop", "ram")):
-            continue
-        size = device.get("size")
-        disks.append({
-            "name": name,
-            "serial": (str(device["serial"]).strip() or None) if device.get("serial") else None,
-            "model": (str(device["model"]).strip() or None) if device.get("model") else None,
-            "size_bytes": int(size) if str(size or "").isdigit() else None,
-        })
-    return disks
-
-
-def _nic_facts(root: Path = Path("/sys/class/net")) -> list[dict[str, Any]]:
-    nics = []
-    for entry in sorted(root.glob("*")) if root.is_dir() else []:
-        if entry.name == "lo" or not (entry / "device").exists():
-            continue  # virtual: bridges, veths, tunnels
-        mac = (_read(entry / "address") or "").strip().lower()
-        speed_text = (_read(entry / "speed") or "").strip()
-        speed = int(speed_text) if speed_text.lstrip("-").isdigit() else None
-        nics.append({
-            "name": entry.name,
-            "mac": mac or None,
-            "speed_mbps": speed if speed and speed > 0 else None,
-        })
-    return nics
-
-
-def _run(command: list[str]) -> str | None:
-    if shutil.which(command[0]) is None:
-        return None
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def local_facts() -> dict[str, Any]:
-    """Gather this machine's hardware with plain reads (for `vet inventory draft`).
-
-    Returns {"hostname", "cpu": {model, sockets, cores, threads},
-    "memory": {total_bytes}, "disks": [{name, serial, model, size_bytes}],
-    "nics": [{name, mac, speed_mbps}], "bios_version"}; unknown values are None.
-    """
-    bios = (_read("/sys/class/dmi/id/bios_version") or "").strip() or None
-    return {
-        "hostname": os.uname().nodename,
-        "cpu": _cpu_facts(),
-        "memory": _memory_facts(),
-        "disks": _disk_facts(_run),
-        "nics": _nic_facts(),
-        "bios_version": bios,
-    }
-
-
-def _scalar(value: Any) -> str:
-    """A YAML scalar that reads back as exactly `value` (strings always quoted)."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, float):
-        return f"{value:g}" if value.is_integer() else repr(value)
-    return str(value)
-
-
-def draft_inventory_yaml(facts: Mapping[str, Any]) -> str:
-    """Render `facts` (as from `local_facts()`) as host_vars YAML with a `vet_spec`.
-
-    Pure: the same facts give the same text. Disks without a serial cannot be expected
-    (vet only trusts serials), so they are written as comments.
-    """
-    lines = [
-        f"# vet_spec drafted by `vet inventory draft` on {facts.get('hostname') or 'this host'}.",
-        "# Review it: this is what the machine is now, write what it is supposed to be.",
-        "# Schema: docs/INVENTORY.md",
-        "vet_spec:",
-    ]
-    cpu = facts.get("cpu") or {}
-    cpu_lines = [f"    {key}: {_scalar(cpu[key])}" for key in _CPU_KEYS
-                 if cpu.get(key) is not None]
-    if cpu_lines:
-        lines += ["  cpu:", *cpu_lines]
-    total = (facts.get("memory") or {}).get("total_bytes")
-    if total:
-        gib = round(total / 2**30, 1)
-        lines += [
-            "  memory:",
-            f"    total_gib: {_scalar(gib)}  # MemTotal; installed DIMMs add a little",
-            "    tolerance_pct: 5",
-        ]
-    disks = list(facts.get("disks") or [])
-    with_serial = [d for d in disks if d.get("serial")]
-    without = [d for d in disks if not d.get("serial")]
-    if with_serial or without:
-        lines.append("  disks:" if with_serial else "  # disks:")
-        for disk in with_serial:
-            lines.append(f"    - serial: {_scalar(disk['serial'])}")
-            if disk.get("model"):
-                lines.append(f"      model: {_scalar(disk['model'])}")
-            if disk.get("size_bytes"):
-                lines.append(f"      size_gb: {_scalar(round(disk['size_bytes'] / 1e9, 1))}")
-        for disk in without:
-            size = f", {round(disk['size_bytes'] / 1e9, 1):g} GB" if disk.get("size_bytes") else ""
-            model = f", model {disk['model']}" if disk.get("model") else ""
-            lines.append(f"    # {disk.get('name')}: reports no serial{model}{size}; "
-                         "vet cannot expect it")
-    nics = [n for n in facts.get("nics") or [] if n.get("mac")]
-    if nics:
-        lines.append("  nics:")
-        for nic in nics:
-            entry = f"    - mac: {_scalar(nic['mac'])}"
-            if nic.get("speed_mbps"):
-                entry += f"\n      speed_mbps: {_scalar(nic['speed_mbps'])}"
-            lines.append(f"{entry}  # {nic.get('name')}" if "\n" not in entry
-                         else entry.replace("\n", f"  # {nic.get('name')}\n", 1))
-    if facts.get("bios_version"):
-        lines.append(f"  bios_version: {_scalar(facts['bios_version'])}")
-    if len(lines) == 4:
-        lines[-1] = "vet_spec: {}"
-    return "\n".join(lines) + "\n"

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from harness.errors import InventoryError, VetError
 from harness.inventory import (
     POWER_DRIVERS,
     check_console_url,
-    draft_inventory_yaml,
     load_inventory,
-    local_facts,
     normalize_mac,
 )
 from harness.models import ExpectedDisk, ExpectedGpu, ExpectedNic, ExpectedSpec, Host
@@ -875,65 +870,3 @@ def test_power_driver_table_matches_docs() -> None:
         assert f"`{driver}`" in docs
         for key in rule.allowed:
             assert f"`{key}`" in docs, (driver, key)
-
-
-# --------------------------------------------------------------------------- draft
-
-FACTS: dict[str, Any] = {
-    "hostname": "bench7",
-    "cpu": {"model": "AMD EPYC 7543 32-Core Processor", "sockets": 2, "cores": 64,
-            "threads": 128},
-    "memory": {"total_bytes": 540_000_000_000},
-    "disks": [
-        {"name": "nvme0n1", "serial": "S5UYNA0R100001", "model": "SAMSUNG MZQL2960HCJR",
-         "size_bytes": 960_197_124_096},
-        {"name": "vda", "serial": None, "model": None, "size_bytes": 21_474_836_480},
-    ],
-    "nics": [{"name": "eno1", "mac": "3c:ec:ef:10:20:01", "speed_mbps": 25000},
-             {"name": "eno2", "mac": "3c:ec:ef:10:20:11", "speed_mbps": None}],
-    "bios_version": "2.6a",
-}
-
-
-def test_draft_renders_a_loadable_spec(tmp_path: Path) -> None:
-    text = draft_inventory_yaml(FACTS)
-    assert "# vda: reports no serial, 21.5 GB; vet cannot expect it" in text
-    data = yaml.safe_load(text)
-    assert data["vet_spec"]["cpu"] == FACTS["cpu"]
-    assert data["vet_spec"]["memory"] == {"total_gib": 502.9, "tolerance_pct": 5}
-    write(tmp_path, {"hosts.yml": hosts_yml("bench7"), "host_vars/bench7.yml": text,
-                     "group_vars/all.yml": "ansible_connection: local\n"})
-    [host] = load_inventory(tmp_path)
-    assert host.spec.cpu.threads == 128
-    assert host.spec.disks == (ExpectedDisk(serial="S5UYNA0R100001",
-                                            model="SAMSUNG MZQL2960HCJR", size_gb=960.2),)
-    assert host.spec.nics == (ExpectedNic(mac="3c:ec:ef:10:20:01", speed_mbps=25000),
-                              ExpectedNic(mac="3c:ec:ef:10:20:11"))
-    assert host.spec.bios_version == "2.6a"
-
-
-def test_draft_quotes_everything_yaml_would_misread(tmp_path: Path) -> None:
-    facts = {"cpu": {"model": "1.20"}, "disks": [{"name": "sda", "serial": "0012345",
-                                                  "model": "yes", "size_bytes": None}],
-             "nics": [{"name": "eth0", "mac": "52:54:00:12:34:56"}], "bios_version": "1.10"}
-    data = yaml.safe_load(draft_inventory_yaml(facts))["vet_spec"]
-    assert data["cpu"]["model"] == "1.20"
-    assert data["disks"] == [{"serial": "0012345", "model": "yes"}]
-    assert data["nics"] == [{"mac": "52:54:00:12:34:56"}]
-    assert data["bios_version"] == "1.10"
-
-
-def test_draft_of_nothing_is_an_empty_spec() -> None:
-    assert yaml.safe_load(draft_inventory_yaml({})) == {"vet_spec": {}}
-
-
-def test_local_facts_of_this_machine_draft_and_load(tmp_path: Path) -> None:
-    facts = local_facts()
-    assert set(facts) == {"hostname", "cpu", "memory", "disks", "nics", "bios_version"}
-    assert facts["cpu"]["threads"] == os.cpu_count()
-    assert facts["memory"]["total_bytes"] > 0
-    write(tmp_path, {"hosts.yml": (ROOT / "inventory" / "local" / "hosts.yml").read_text(),
-                     "host_vars/localhost.yml": draft_inventory_yaml(facts)})
-    [host] = load_inventory(tmp_path)
-    assert host.spec.cpu.threads == os.cpu_count()
-    assert host.spec.memory.total_gib is not None
