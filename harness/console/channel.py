@@ -47,6 +47,9 @@ class Channel(Protocol):
 
     #: Where commands go: "local", "ssh", "serial"; recorded as the event source.
     transport: str
+    #: False where stdout and stderr arrive as one stream (a serial console): then
+    #: both are in CommandResult.stdout, in the order they were written.
+    separates_stderr: bool
 
     def run(
         self,

@@ -55,6 +55,7 @@ class LocalChannel:
     """Runs each command in its own process group so a cancel stops all of it."""
 
     transport = "local"
+    separates_stderr = True
 
     def __init__(self, name: str = "localhost", shell: str = "/bin/bash") -> None:
         self.name = name
