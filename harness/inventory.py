@@ -39,6 +39,7 @@ from harness.models import (
     Host,
     PowerConfig,
 )
+from harness.states import STAGES
 
 __all__ = [
     "CONNECTION_KINDS",
@@ -54,10 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Stage names accepted in `vet_stages` and `vet_profiles`, in pipeline order.
-STAGES: tuple[str, ...] = (
-    "inventory", "spec", "smart", "cpu", "memory", "storage", "network", "gpu", "psu",
-)
 
 #: Values of `ansible_connection` vet can drive.
 CONNECTION_KINDS: tuple[str, ...] = ("local", "ssh")
