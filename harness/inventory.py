@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness.errors import InventoryError
 from harness.models import (
     Connection,
+    ConsoleLogin,
     ExpectedCpu,
     ExpectedDisk,
     ExpectedGpu,
@@ -66,8 +67,10 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 
 #: Every inventory variable vet reads; any other `vet_*` variable is reported as a typo.
 VET_VARIABLES: tuple[str, ...] = (
-    "vet_macs", "vet_mac", "vet_console", "vet_power", "vet_spec", "vet_stages", "vet_profiles",
+    "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key", "vet_power",
+    "vet_spec", "vet_stages", "vet_profiles",
 )
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -706,7 +709,43 @@ class _HostReader:
         if port_value is not _MISSING and port_value is not None:
             port = self.integer("ansible_port", port_value, minimum=1, maximum=65535,
                                 example="ansible_port: 22")
-        return Connection(kind=kind, address=address, user=user, port=port)
+        key_file: str | None = None
+        key_value = self.get("ansible_ssh_private_key_file")
+        if key_value is not _MISSING and key_value is not None:
+            key_file = self.text("ansible_ssh_private_key_file", key_value,
+                                 example="ansible_ssh_private_key_file: ~/.ssh/vet_ed25519")
+        host_key: str | None = None
+        pin_value = self.get("vet_ssh_host_key")
+        if pin_value is not _MISSING and pin_value is not None:
+            host_key = self.text("vet_ssh_host_key", pin_value,
+                                 example='vet_ssh_host_key: "SHA256:<43 characters>"')
+            if host_key is not None and not _FINGERPRINT.fullmatch(host_key):
+                self.bad("vet_ssh_host_key",
+                         f"vet_ssh_host_key {_show(host_key)} is not an SSH fingerprint; write "
+                         "it as `ssh-keygen -lf <host key>` prints it: SHA256: and 43 characters")
+                host_key = None
+        return Connection(kind=kind, address=address, user=user, port=port, key_file=key_file,
+                          host_key=host_key)
+
+    def console_login(self) -> ConsoleLogin:
+        value = self.get("vet_console_login")
+        if value is _MISSING or value is None:
+            return ConsoleLogin()
+        table = self.mapping("vet_console_login", value,
+                             example="vet_console_login: {user: root, password: ...}")
+        if table is None:
+            return ConsoleLogin()
+        self.keys("vet_console_login", table, ("user", "password"))
+        user = self.text("vet_console_login.user", table.get("user", "root"),
+                         example="user: root") or "root"
+        password = table.get("password")
+        if password is not None and not isinstance(password, str):
+            # A secret: say what is wrong without printing it.
+            self.bad("vet_console_login.password",
+                     "vet_console_login.password is not text (value not shown); quote it or, "
+                     "better, vault it: ansible-vault encrypt_string")
+            password = None
+        return ConsoleLogin(user=user, password=password)
 
     def macs(self) -> tuple[str, ...]:
         many = self.get("vet_macs")
@@ -1060,6 +1099,7 @@ class _HostReader:
             connection=connection,
             macs=macs,
             console=self.console(),
+            console_login=self.console_login(),
             power=self.power(macs),
             spec=self.spec(),
             stage_params=self.stages(),

@@ -32,10 +32,20 @@ class Verdict(enum.StrEnum):
 class Connection:
     """How the controller reaches a booted host's shell."""
 
-    kind: str  # "local", "ssh" (later: "serial")
+    kind: str  # "local" or "ssh"
     address: str | None = None
     user: str | None = None
     port: int | None = None
+    key_file: str | None = None  # the controller's private key for this host
+    host_key: str | None = None  # pinned host key fingerprint, "SHA256:..."
+
+
+@dataclass(frozen=True)
+class ConsoleLogin:
+    """Who logs in on the serial console (the password may come from the vault)."""
+
+    user: str = "root"
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class Host:
     connection: Connection
     macs: tuple[str, ...] = ()
     console: str | None = None
+    console_login: ConsoleLogin = field(default_factory=ConsoleLogin)
     power: PowerConfig = field(default_factory=lambda: PowerConfig(driver="manual"))
     spec: ExpectedSpec = field(default_factory=ExpectedSpec)
     stage_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

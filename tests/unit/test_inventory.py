@@ -870,3 +870,40 @@ def test_power_driver_table_matches_docs() -> None:
         assert f"`{driver}`" in docs
         for key in rule.allowed:
             assert f"`{key}`" in docs, (driver, key)
+
+
+# --------------------------------------------------------------------------- ssh and console
+
+
+def test_ssh_key_pin_and_console_login_are_read(tmp_path: Path) -> None:
+    pin = "SHA256:" + "A" * 43
+    write(tmp_path, {"hosts.yml": hosts_yml("node01"), "host_vars/node01.yml": f"""
+vet_macs: ["52:54:00:00:00:01"]
+ansible_ssh_private_key_file: /root/.ssh/vet_ed25519
+vet_ssh_host_key: "{pin}"
+vet_console: socket://127.0.0.1:4555
+vet_console_login: {{user: admin, password: s3cret-console}}
+"""})
+    [host] = load_inventory(tmp_path)
+    assert host.connection.key_file == "/root/.ssh/vet_ed25519"
+    assert host.connection.host_key == pin
+    assert host.console_login.user == "admin"
+    assert host.console_login.password == "s3cret-console"
+    assert "s3cret-console" not in repr(host)
+
+
+def test_malformed_pin_and_non_text_password_are_errors_without_the_secret(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, {"hosts.yml": hosts_yml("node01"), "host_vars/node01.yml": """
+vet_macs: ["52:54:00:00:00:01"]
+vet_ssh_host_key: "MD5:ab:cd"
+vet_console_login: {user: root, password: 123456.75, shell: bash}
+"""})
+    with pytest.raises(InventoryError) as err:
+        load_inventory(tmp_path)
+    text = str(err.value)
+    assert "vet_ssh_host_key 'MD5:ab:cd' is not an SSH fingerprint" in text
+    assert "vet_console_login.password is not text (value not shown)" in text
+    assert "123456" not in text
+    assert "shell" in text  # unknown key named
