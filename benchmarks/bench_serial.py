@@ -1,0 +1,293 @@
+"""Serial console: stream throughput and command round trip, vet next to labgrid.
+
+1. Console stream: boot-log-like lines with a marker at the end, pushed by a local TCP
+   server (as QEMU's serial socket or ser2net push a console) into `socket://`; time
+   until expect_exact finds the marker. MB/s at several sizes shows whether it stays
+   linear. Rows:
+     vet SerialChannel       reader thread + timestamped console log + pexpect session
+                             (delayafterread=None, maxread 1 MiB, search window 2 MiB)
+     vet + ConsoleWatch      the same with harness.console.watch matching every line
+     pexpect fdspawn, tuned  the bare configuration vet uses, no thread, no log
+     pexpect fdspawn, defaults  maxread 2000, delayafterread 0.1 ms (the ~7 MB/s cap)
+     labgrid SerialDriver    labgrid's driver + ConsoleExpectMixin.expect (one byte a
+                             read), only at the small sizes it finishes
+2. Round trip of `true` over a real login shell behind socat (nodelay), per command:
+     vet SerialChannel.run   marker protocol, subshell, exit status
+     bare marker             pexpect fdspawn: printf a marker, expect_exact it (the floor)
+     labgrid ShellDriver.run labgrid's shell driver on the same kind of endpoint
+
+    .venv/bin/python benchmarks/bench_serial.py [--sizes 1 5 10 50] [--labgrid-kib 16 64 256]
+                                                [--runs 500] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pexpect.fdpexpect
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' console endpoint (socat + login shell)
+
+from harness.console.markers import frame  # noqa: E402
+from harness.console.serial import MAXREAD, SEARCH_WINDOW, SerialChannel  # noqa: E402
+from harness.console.watch import ConsoleWatch  # noqa: E402
+from tests.fixtures.serial_bridge import (  # noqa: E402
+    PASSWORD,
+    USER,
+    SerialEndpoint,
+    logged_in,
+    start_tcp_endpoint,
+)
+
+MB = 1 << 20
+_SUBSYSTEMS = [
+    "ACPI: PCI Interrupt Link [LNKC] enabled at IRQ 11",
+    "pci 0000:00:1f.2: reg 0x24: [mem 0xfebd1000-0xfebd1fff]",
+    "EXT4-fs (sda1): mounted filesystem with ordered data mode. Quota mode: none.",
+    "systemd[1]: Started Journal Service.",
+    "usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+    "nvme nvme0: 8/0/0 default/read/poll queues",
+    "random: crng init done",
+    "e1000e 0000:00:19.0 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: None",
+]
+
+
+def boot_log(size: int) -> tuple[bytes, bytes]:
+    """`size` bytes of console lines (CR LF, as a serial console sends), then a marker."""
+    lines = []
+    length = 0
+    n = 0
+    while length < min(size, MB):
+        line = f"[{n / 997:12.6f}] {_SUBSYSTEMS[n % len(_SUBSYSTEMS)]}\r\n".encode()
+        lines.append(line)
+        length += len(line)
+        n += 1
+    block = b"".join(lines)
+    body = (block * (size // len(block) + 1))[:size]
+    marker = b"VET-BENCH-END-" + secrets.token_hex(6).encode()
+    return body + marker + b"\r\n", marker
+
+
+class Pusher:
+    """A console that pushes `payload` once the client sends a byte (so nothing is lost)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if conn.recv(1):
+                conn.sendall(self.payload)
+                while conn.recv(65536):  # until the client hangs up
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=10)
+
+
+def stream_vet(payload: bytes, marker: bytes, watch: bool = False) -> float:
+    pusher = Pusher(payload)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "console.log"
+        channel = SerialChannel("bench", f"socket://127.0.0.1:{pusher.port}", console_log=log)
+        channel.open()
+        if watch:
+            channel.subscribe_lines(ConsoleWatch(host="bench").feed_lines)
+        with channel.console(timeout=600) as con:
+            con.send(b"g")
+            started = time.perf_counter()
+            con.expect_exact(marker, timeout=600)
+            elapsed = time.perf_counter() - started
+        channel.close()
+        assert log.stat().st_size > len(payload), "the console log missed data"
+    pusher.close()
+    return elapsed
+
+
+def stream_pexpect(payload: bytes, marker: bytes, tuned: bool) -> float:
+    pusher = Pusher(payload)
+    sock = socket.create_connection(("127.0.0.1", pusher.port))
+    if tuned:
+        spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=600, maxread=MAXREAD,
+                                          searchwindowsize=SEARCH_WINDOW)
+        spawn.delayafterread = None
+    else:
+        spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=600)
+    sock.sendall(b"g")
+    started = time.perf_counter()
+    spawn.expect_exact(marker)
+    elapsed = time.perf_counter() - started
+    sock.close()
+    pusher.close()
+    return elapsed
+
+
+def _labgrid_target(port: int) -> tuple[Any, Any]:
+    from labgrid import Target  # type: ignore[import-untyped]
+    from labgrid.driver import SerialDriver  # type: ignore[import-untyped]
+    from labgrid.resource import NetworkSerialPort  # type: ignore[import-untyped]
+
+    target = Target(f"bench-{port}")
+    NetworkSerialPort(target, name=None, host="127.0.0.1", port=port, speed=115200,
+                      protocol="raw")
+    driver = SerialDriver(target, name=None)
+    return target, driver
+
+
+def stream_labgrid(payload: bytes, marker: bytes) -> float:
+    pusher = Pusher(payload)
+    target, driver = _labgrid_target(pusher.port)
+    target.activate(driver)
+    driver.write(b"g")
+    started = time.perf_counter()
+    driver.expect(marker, timeout=600)
+    elapsed = time.perf_counter() - started
+    target.deactivate_all_drivers()
+    pusher.close()
+    return elapsed
+
+
+def _timed(run: Callable[[], object], runs: int) -> dict[str, float]:
+    for _ in range(min(20, runs)):
+        run()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"mean_ms": statistics.fmean(times) * 1000, "p50_ms": times[len(times) // 2] * 1000,
+            "p99_ms": times[int(len(times) * 0.99)] * 1000}
+
+
+def round_trip_vet(workdir: Path, runs: int) -> dict[str, float]:
+    endpoint = start_tcp_endpoint(workdir)
+    channel = logged_in(endpoint.url, workdir, name="bench")
+    try:
+        return _timed(lambda: channel.run("true", 10), runs)
+    finally:
+        channel.close()
+        endpoint.stop()
+
+
+def _bare_login(endpoint: SerialEndpoint) -> tuple[socket.socket, Any]:
+    """Log in with plain pexpect and turn readline and echo off, as vet's login does."""
+    sock = socket.create_connection(("127.0.0.1", endpoint.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=10, maxread=MAXREAD,
+                                      searchwindowsize=SEARCH_WINDOW)
+    spawn.delayafterread = None
+    spawn.expect_exact(b"login: ")
+    spawn.send(USER.encode() + b"\n")
+    spawn.expect_exact(b"Password: ")
+    spawn.send(PASSWORD.encode() + b"\n")
+    spawn.expect(rb"[$#] ")
+    sync = frame("true")
+    spawn.send(b"set +o emacs; stty -echo; PS1='$ '\n" + sync.line.encode())
+    spawn.expect_exact(sync.end_prefix)
+    return sock, spawn
+
+
+def round_trip_bare(workdir: Path, runs: int) -> dict[str, float]:
+    endpoint = start_tcp_endpoint(workdir)
+    sock, spawn = _bare_login(endpoint)
+    counter = iter(range(1 << 30))
+
+    def bare() -> None:
+        n = next(counter)
+        spawn.send(f"printf '\\036M{n}\\036\\n'\n".encode())
+        spawn.expect_exact(f"\x1eM{n}\x1e".encode())
+
+    try:
+        return _timed(bare, runs)
+    finally:
+        sock.close()
+        endpoint.stop()
+
+
+def round_trip_labgrid(workdir: Path, runs: int) -> dict[str, float]:
+    from labgrid.driver import ShellDriver
+
+    endpoint = start_tcp_endpoint(workdir)
+    target, _ = _labgrid_target(endpoint.port)
+    # bash 5.2 wraps its prompt in bracketed-paste escapes: the prompt regex must allow them
+    shell = ShellDriver(target, name=None, prompt=r"(?:\x1b\[\?2004h)?\w+@vet-host:\S* ?[$#] ",
+                        login_prompt="login: ", username=USER, password=PASSWORD)
+    target.activate(shell)
+    try:
+        return _timed(lambda: shell.run("true"), runs)
+    finally:
+        target.deactivate_all_drivers()
+        endpoint.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 50], help="MB")
+    parser.add_argument("--labgrid-kib", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--runs", type=int, default=500, help="round trips per row")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="stream runs per row; the fastest counts (a shared machine is noisy)")
+    args = parser.parse_args()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews this)\n")
+
+    print("Console stream: expect_exact a marker after N bytes of boot-log lines (socket://)")
+    print(f"{'reader':28} {'size':>9} {'seconds':>9} {'MB/s':>9} {'ns/byte':>9}")
+    rows: list[tuple[str, int, Callable[[bytes, bytes], float]]] = []
+    for mb in args.sizes:
+        rows.append(("vet SerialChannel", mb * MB, stream_vet))
+    for mb in args.sizes:
+        rows.append(("vet + ConsoleWatch", mb * MB,
+                     lambda p, m: stream_vet(p, m, watch=True)))
+    for mb in args.sizes:
+        rows.append(("pexpect fdspawn, tuned", mb * MB,
+                     lambda p, m: stream_pexpect(p, m, tuned=True)))
+    for mb in [s for s in args.sizes if s <= 5]:
+        rows.append(("pexpect fdspawn, defaults", mb * MB,
+                     lambda p, m: stream_pexpect(p, m, tuned=False)))
+    for kib in args.labgrid_kib:
+        rows.append(("labgrid SerialDriver", kib * 1024, stream_labgrid))
+    for name, size, measure in rows:
+        payload, marker = boot_log(size)
+        repeat = args.repeat if size >= MB else 1  # labgrid's rows take minutes as it is
+        seconds = min(measure(payload, marker) for _ in range(repeat))
+        label = f"{size // MB} MB" if size >= MB else f"{size // 1024} KiB"
+        print(f"{name:28} {label:>9} {seconds:9.3f} {size / MB / seconds:9.4g} "
+              f"{seconds / size * 1e9:9.1f}", flush=True)
+
+    print(f"\nRound trip of `true` over a login shell behind socat ({args.runs} runs)")
+    print(f"{'channel':28} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    labgrid_runs = min(args.runs, 100)
+    for name, trip, runs in [("vet SerialChannel.run", round_trip_vet, args.runs),
+                             ("bare marker (pexpect)", round_trip_bare, args.runs),
+                             (f"labgrid ShellDriver.run ({labgrid_runs})",
+                              round_trip_labgrid, labgrid_runs)]:
+        with tempfile.TemporaryDirectory() as tmp:
+            stats = trip(Path(tmp), runs)
+        print(f"{name:28} {stats['mean_ms']:9.3f} {stats['p50_ms']:9.3f} "
+              f"{stats['p99_ms']:9.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
