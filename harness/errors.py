@@ -34,3 +34,7 @@ class ToolMissing(VetError):
             f"'{package}' on the host (apt-get install {package}) or use the vet live "
             "image, which has it"
         )
+
+
+class ConsoleDeath(VetError):
+    """The serial console showed the host dying (panic, machine check, reboot...)."""

@@ -16,11 +16,21 @@ from typing import Any
 
 import allure
 
+from harness.console.boot import Finding
 from harness.console.channel import Channel, OutputLine
-from harness.errors import ToolMissing
+from harness.console.serial import SerialChannel
+from harness.console.watch import ConsoleWatch
+from harness.errors import ConsoleDeath, ToolMissing
 from harness.events import EventLog
 from harness.evidence import Evidence
-from harness.models import CommandResult, ExpectedSpec, Host, Measurement, SpecDifference
+from harness.models import (
+    CommandResult,
+    ExpectedSpec,
+    Host,
+    Measurement,
+    Severity,
+    SpecDifference,
+)
 from harness.profiles import Params
 from harness.store import Store
 
@@ -51,6 +61,41 @@ class HostUnderTest:
         self.facts: dict[str, Any] = {}
         self.stage = "setup"
         self.evidence = Evidence(self.host_dir / self.stage)
+        self.console: SerialChannel | None = None
+        self.watch: ConsoleWatch | None = None
+        #: The first critical console finding (panic, reboot...), set by the reader thread.
+        self.death: Finding | None = None
+
+    def attach_console(self, console: SerialChannel, watch: ConsoleWatch) -> None:
+        """Watch the host's serial console while stages run over another channel.
+
+        Every console line becomes an event; a critical finding (a death string or an
+        unexpected reboot) stops the running command at once and fails the stage.
+        """
+        self.console = console
+        self.watch = watch
+
+        def log_lines(lines: list[str], at: float, offset: int | None) -> None:
+            for line in lines:
+                self.events.emit("console", "line", text=line)
+
+        console.subscribe_lines(log_lines)
+        console.subscribe_lines(watch.feed_lines)
+        watch.on_finding(self._on_console_finding)
+
+    def _on_console_finding(self, finding: Finding) -> None:
+        self.events.emit("console", "finding", finding=finding.kind,
+                         severity=finding.severity, message=finding.message)
+        if finding.severity is Severity.CRITICAL and self.death is None:
+            self.death = finding
+            self.channel.cancel()
+
+    def death_error(self) -> ConsoleDeath | None:
+        """The console death as the error that fails the stage, with its evidence."""
+        if self.death is None:
+            return None
+        return ConsoleDeath(f"host {self.name}: {self.death.message} (console, "
+                            f"{self.death.kind}; the console lines are attached)")
 
     @property
     def name(self) -> str:
@@ -86,10 +131,16 @@ class HostUnderTest:
             self.events.emit(source, "line", line.command_id, stream=line.stream, text=line.text)
 
         with allure.step(f"{self.name}$ {command}"):
+            dead = self.death_error()
+            if dead is not None:
+                raise dead
             try:
                 result = self.channel.run(command, timeout, on_line, command_id)
             except Exception as exc:
                 self.events.emit(source, "command-error", command_id, error=str(exc))
+                death = self.death_error()
+                if death is not None:
+                    raise death from exc
                 raise
             self.events.emit(
                 source, "command-end", command_id,
@@ -140,5 +191,7 @@ class HostUnderTest:
 
     def close(self) -> None:
         self.events.emit("harness", "host-closed")
-        self.events.close()
         self.channel.close()
+        if self.console is not None:
+            self.console.close()
+        self.events.close()

@@ -20,8 +20,13 @@ import allure
 import pytest
 
 import harness
+from harness.console.boot import BootTracker
+from harness.console.channel import Channel
 from harness.console.local import LocalChannel
-from harness.errors import VetError
+from harness.console.serial import SerialChannel
+from harness.console.ssh import SshChannel
+from harness.console.watch import ConsoleWatch, Mark
+from harness.errors import ConsoleDeath, VetError
 from harness.host import HostUnderTest, RunContext
 from harness.inventory import load_inventory
 from harness.models import Host
@@ -73,6 +78,7 @@ class VetRun:
 
 
 RUN_KEY = pytest.StashKey[VetRun]()
+CONSOLE_MARK = pytest.StashKey[Mark]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -230,17 +236,41 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     run = _run(request.config)
     assert run is not None, "the host fixture needs a vet run (--inventory)"
     spec = run.hosts[request.param]
-    if spec.connection.kind != "local":
-        raise VetError(
-            f"host {spec.name}: connection {spec.connection.kind!r} is not available in this "
-            "version of vet; only ansible_connection: local hosts can be vetted"
-        )
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
-    vetted = HostUnderTest(spec, LocalChannel(spec.name), ctx, run.params(spec))
+    vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec))
     run.open_hosts[spec.name] = vetted
+    if spec.console:
+        vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
     yield vetted
     run.open_hosts.pop(spec.name, None)
     vetted.close()
+
+
+def channel_for(spec: Host) -> Channel:
+    """The channel that reaches a booted host's shell, by its inventory connection."""
+    conn = spec.connection
+    if conn.kind == "local":
+        return LocalChannel(spec.name)
+    return SshChannel(
+        spec.name, conn.address or spec.name, port=conn.port or 22, user=conn.user or "root",
+        key_filename=conn.key_file, host_key_fingerprint=conn.host_key,
+    )
+
+
+def open_console(spec: Host, log: Path) -> tuple[SerialChannel, ConsoleWatch]:
+    """Open and log the host's serial console, watched for death strings and reboots.
+
+    The host is already up here (booting it is the lab's and the PXE fixture's job), so
+    the boot tracker starts in userspace: any restart from now on is unexpected.
+    """
+    assert spec.console is not None
+    console = SerialChannel(spec.name, spec.console, user=spec.console_login.user,
+                            password=spec.console_login.password, console_log=log)
+    tracker = BootTracker(spec.name)
+    tracker.attached_running()
+    watch = ConsoleWatch(tracker=tracker, host=spec.name)
+    console.open()
+    return console, watch
 
 
 @pytest.fixture(scope="session")
@@ -252,15 +282,51 @@ def iperf3_server(host: HostUnderTest) -> Iterator[Iperf3Server]:
 
 
 @pytest.fixture(autouse=True)
-def _vet_stage_context(request: pytest.FixtureRequest) -> None:
-    """Point the host's evidence and events at the stage this test belongs to."""
+def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Point the host's evidence at the stage; attach the stage's slice of the console."""
     name = item_host(request.node)
     stage = item_stage(request.node)
     if name is None or stage is None:
+        yield
         return
     vetted: HostUnderTest = request.getfixturevalue("host")
     if vetted.stage != stage:
         vetted.enter_stage(stage)
+    if vetted.watch is not None:
+        request.node.stash[CONSOLE_MARK] = vetted.watch.mark()
+    yield
+
+
+def _attach_console_slice(item: pytest.Item, vetted: HostUnderTest) -> None:
+    start = item.stash.get(CONSOLE_MARK, None)
+    if vetted.watch is None or start is None:
+        return
+    piece = vetted.watch.slice(start)
+    note = f"({piece.dropped} earlier lines only in console.log)\n" if piece.dropped else ""
+    vetted.evidence.attach("console (this test)", note + "\n".join(piece.lines))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A console death during the test fails it, even if its commands had finished.
+
+    It is a hardware verdict, so it fails the test (Allure: failed), unlike harness
+    trouble such as a missing tool (Allure: broken).
+    """
+    run = _run(item.config)
+    name = item_host(item)
+    vetted = run.open_hosts.get(name) if run is not None and name is not None else None
+    try:
+        result = yield
+    except ConsoleDeath as exc:
+        pytest.fail(f"ConsoleDeath: {exc}", pytrace=False)
+    finally:
+        if vetted is not None:
+            _attach_console_slice(item, vetted)
+    death = vetted.death_error() if vetted is not None else None
+    if death is not None:
+        pytest.fail(f"ConsoleDeath: {death}", pytrace=False)
+    return result
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -664,6 +664,11 @@ class BootTracker:
         self._new_boot()
         self._enter(Step.POWER_ON, at, "(power on)")
 
+    def attached_running(self, at: float | None = None) -> None:
+        """vet attached to a host that was already up: any restart from now on is a reboot."""
+        at = self.clock() if at is None else at
+        self._enter(Step.USERSPACE, at, "(already running when vet attached)")
+
     def expect_reboots(self, count: int = 1) -> None:
         """Allow `count` more restarts from userspace (a stage that reboots on purpose)."""
         self._allowed_reboots += count

@@ -17,7 +17,7 @@ import pytest
 
 from harness.console import Channel, ChannelError, CommandCancelled, CommandTimeout, OutputLine
 
-TRANSPORTS = ["local"]
+TRANSPORTS = ["local", "serial", "ssh"]
 
 
 @pytest.fixture(params=TRANSPORTS)

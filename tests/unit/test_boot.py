@@ -509,3 +509,11 @@ def test_matcher_finds_each_line_and_every_regex_it_matches() -> None:
     assert matcher.scan(lines) == [(1, [0, 1]), (2, [2]), (4, [0])]
     assert matcher.scan([]) == []
     assert matcher.scan(["nothing here"]) == []
+
+
+def test_attached_to_a_running_host_a_reboot_is_unexpected() -> None:
+    tracker = BootTracker("node07", clock=lambda: 100.0)
+    tracker.attached_running()
+    assert tracker.step is Step.USERSPACE
+    findings = tracker.feed("[    0.000000] Linux version 6.1.0-18-amd64 (gcc-12)")
+    assert [f.kind for f in findings] == ["unexpected-reboot"]

@@ -104,21 +104,24 @@ def test_markers_split_across_reads_are_found() -> None:
     assert lines == ["line one", "line two"]
 
 
-def test_reader_is_linear_in_output_size() -> None:
-    def elapsed(megabytes: int) -> float:
-        framed = frame("x", "1234")
-        reader = MarkerReader(framed, on_line=lambda line: None)
-        chunk = b"[    1.234567] some kernel-like console line with text\n" * 1000
-        started = time.perf_counter()
-        reader.feed(framed.begin + b"\n")
-        for _ in range(megabytes * 1024 * 1024 // len(chunk)):
-            reader.feed(chunk)
-        reader.feed(framed.end_prefix + b"0\x1e\n")
-        assert reader.done
-        return time.perf_counter() - started
+def test_reader_keeps_a_bounded_buffer_whatever_the_output_size() -> None:
+    """Linear time follows from this: each read is searched once, plus a marker's overlap.
 
-    small, large = elapsed(2), elapsed(16)
-    assert large < small * 8 * 3, (small, large)  # 8x the data: well under 24x the time
+    (Speed itself is measured in benchmarks/bench_serial.py, not timed here.)
+    """
+    framed = frame("x", "1234")
+    reader = MarkerReader(framed, on_line=lambda line: None)
+    chunk = b"[    1.234567] some kernel-like console line with text\n" * 1000
+    reader.feed(b"junk before the command\n" * 10_000)
+    assert len(reader._buffer) < len(framed.begin)
+    reader.feed(framed.begin + b"\n")
+    largest = 0
+    for _ in range(16 * 1024 * 1024 // len(chunk)):
+        reader.feed(chunk)
+        largest = max(largest, len(reader._buffer))
+    reader.feed(framed.end_prefix + b"0\x1e\n")
+    assert reader.done and reader.exit_status == 0
+    assert largest < 64, largest  # only a possible partial marker is ever held back
 
 
 @given(st.binary(max_size=2000), st.integers(min_value=1, max_value=64))
