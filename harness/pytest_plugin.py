@@ -146,6 +146,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.allure_report_dir = str(run.run_dir / "allure-results")
 
 
+def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = None) -> None:
+    """Persist a host's transition, then show it in the host's event stream."""
+    previous = run.store.transition(run.run_id, name, state, reason, stage)
+    vetted = run.open_hosts.get(name)
+    if vetted is not None:
+        vetted.events.emit("harness", "state", stage=stage, reason=reason,
+                           **{"from": previous.value, "to": state.value})
+
+
 def _run(config: pytest.Config) -> VetRun | None:
     return config.stash.get(RUN_KEY, None)
 
@@ -239,6 +248,9 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
     vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec))
     run.open_hosts[spec.name] = vetted
+    for done in run.store.transitions(run.run_id, spec.name):  # made before the host opened
+        vetted.events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
+                           at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
     if spec.console:
         vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
     yield vetted
@@ -349,8 +361,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if name not in run.current_stage:
             run.store.register_host(run.run_id, name)
             if run.store.host_state(run.run_id, name) is State.REGISTERED:
-                run.store.transition(run.run_id, name, State.QUEUED, "picked up by a worker")
-        run.store.transition(run.run_id, name, STAGE_STATES[stage], f"stage {stage}", stage)
+                move(run, name, State.QUEUED, "picked up by a worker")
+        move(run, name, STAGE_STATES[stage], f"stage {stage}", stage)
         run.current_stage[name] = stage
 
 
@@ -385,7 +397,7 @@ def pytest_runtest_makereport(
                               call.start, call.duration, reason)
     if report.failed and name not in run.failed:
         run.failed[name] = (stage, reason)
-        run.store.transition(run.run_id, name, State.FAILED, f"{stage}: {reason}", stage)
+        move(run, name, State.FAILED, f"{stage}: {reason}", stage)
     return report
 
 
@@ -399,8 +411,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if run is not None and name is not None:
         run.remaining[name] -= 1
         if run.remaining[name] == 0 and name not in run.failed:
-            run.store.transition(run.run_id, name, State.REPORTING, "all stages passed")
-            run.store.transition(run.run_id, name, State.COMPLETED, "vetted")
+            move(run, name, State.REPORTING, "all stages passed")
+            move(run, name, State.COMPLETED, "vetted")
     return result
 
 

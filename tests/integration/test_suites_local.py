@@ -69,7 +69,10 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
         assert any((host_dir / stage).iterdir()), f"no evidence for {stage}"
     events = [json.loads(line) for line in (host_dir / "events.jsonl").read_text().splitlines()]
     kinds = {e["kind"] for e in events}
-    assert {"stage-start", "command-start", "line", "command-end", "measurement"} <= kinds
+    assert {"stage-start", "command-start", "line", "command-end", "measurement",
+            "state"} <= kinds
+    states = [e["to"] for e in events if e["kind"] == "state"]
+    assert states[:2] == ["Queued", "InventoryCheck"] and "Network" in states
     assert all(e["run"] == "ok1" and e["host"] == "localhost" for e in events)
     # scratch files are removed whatever happens
     assert not list(Path("/var/tmp").glob("vet-ok1-*"))
