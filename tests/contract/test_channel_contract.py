@@ -7,8 +7,6 @@ listed in TRANSPORTS.
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.console import Channel, ChannelError, CommandCancelled, CommandTimeout, OutputLine
+from tests.helpers import gone
 
 TRANSPORTS = ["local", "serial", "ssh"]
 
@@ -73,17 +72,6 @@ def test_binary_output_does_not_break_the_channel(channel: Channel) -> None:
     assert result.ok and result.stdout.endswith("done\n")
 
 
-def _gone(pid: int, within: float = 5.0) -> bool:
-    """True once the process has exited: a pidfd turns readable at exit (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], within)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 def test_timeout_stops_the_command_and_its_children(channel: Channel, tmp_path: Path) -> None:
@@ -94,7 +82,7 @@ def test_timeout_stops_the_command_and_its_children(channel: Channel, tmp_path: 
     assert time.monotonic() - started < 10
     assert "contract-host" in str(err.value) and "sleep 300" in str(err.value)
     assert "waiting" in str(err.value)  # the last output is named
-    assert _gone(int(pidfile.read_text()))
+    assert gone(int(pidfile.read_text()))
 
 
 def test_cancel_from_another_thread_stops_the_command(channel: Channel, tmp_path: Path) -> None:
@@ -107,7 +95,7 @@ def test_cancel_from_another_thread_stops_the_command(channel: Channel, tmp_path
     with pytest.raises(CommandCancelled):
         channel.run(f"sleep 300 & echo $! > {pidfile}; echo running; wait", timeout=60,
                     on_line=on_line)
-    assert _gone(int(pidfile.read_text()))
+    assert gone(int(pidfile.read_text()))
     # the channel is still usable after a cancel
     assert channel.run("echo again", timeout=10).stdout == "again\n"
 

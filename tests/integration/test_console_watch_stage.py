@@ -20,6 +20,7 @@ import pytest
 
 from tests.fixtures.serial_bridge import KernelNoise, SerialEndpoint
 from tests.fixtures.sshd import SshdInfo
+from tests.helpers import gone
 
 STAGES = """\
 import pytest
@@ -48,17 +49,6 @@ def _read_with_deadline(fd: int, deadline: float) -> bytes:
             assert chunk, "the stage command closed the FIFO without writing"
             data += chunk
     return data
-
-
-def _exited_within(pid: int, seconds: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], seconds)[0])
-    finally:
-        os.close(fd)
 
 
 def test_console_panic_fails_the_running_stage_within_a_second(
@@ -98,7 +88,7 @@ def test_console_panic_fails_the_running_stage_within_a_second(
     assert inner.returncode == 1, out
     assert "ConsoleDeath: host node01:" in out and "panic" in out
     assert "host node01 failed stage cpu" in out  # storage skipped with the reason
-    assert _exited_within(pid, 5), "the remote sleep outlived its cancelled stage"
+    assert gone(pid, 5), "the remote sleep outlived its cancelled stage"
 
     host_dir = tmp_path / "reports" / "runs" / "panic1" / "node01"
     events = [json.loads(line) for line in (host_dir / "events.jsonl").read_text().splitlines()]

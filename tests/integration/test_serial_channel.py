@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shlex
 import socket
 import threading
@@ -27,20 +26,11 @@ from tests.fixtures.serial_bridge import (
     SerialEndpoint,
     logged_in,
 )
+from tests.helpers import gone
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z [|~!] ", re.MULTILINE)
 
 
-def _gone(pid: int, within: float = 5.0) -> bool:
-    """True once the process has exited (a pidfd turns readable at exit)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], within)[0])
-    finally:
-        os.close(fd)
 
 
 def _log(tmp_path: Path) -> str:
@@ -175,7 +165,7 @@ def test_cancel_stops_foreground_and_background_processes(
     with pytest.raises(CommandCancelled, match="contract-host"):
         serial_channel.run(f"sleep 301 & echo $! > {pids}; echo $BASHPID >> {pids};"
                            " echo running; sleep 302", 60, on_line=on_line)
-    assert all(_gone(int(pid)) for pid in pids.read_text().split())
+    assert all(gone(int(pid)) for pid in pids.read_text().split())
     assert serial_channel.run("echo again", 10).stdout == "again\n"
 
 
@@ -186,7 +176,7 @@ def test_a_command_ignoring_ctrl_c_is_stopped_with_ctrl_backslash(
     pidfile = tmp_path / "pid"
     with pytest.raises(CommandTimeout, match="stopped it"):
         serial_channel.run(f"trap '' INT; echo $BASHPID > {pidfile}; exec sleep 303", 1.0)
-    assert _gone(int(pidfile.read_text()))
+    assert gone(int(pidfile.read_text()))
     assert serial_channel.run("echo usable", 10).stdout == "usable\n"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import signal
 import socket
 import statistics
@@ -25,22 +24,12 @@ import pytest
 from harness.console import ChannelError, CommandCancelled, CommandTimeout, OutputLine
 from harness.console.ssh import SshChannel
 from tests.fixtures.sshd import Sshd, SshdInfo, keygen
+from tests.helpers import gone
 
 DEAD_AFTER = 5.0
 MARGIN = 1.5  # scheduling slack on a loaded machine
 
 
-def _gone(pid: int, within: float = 5.0) -> bool:
-    """True once the process has exited: a pidfd turns readable at exit (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], within)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -142,7 +131,7 @@ def test_cancel_kills_what_ignores_signals_and_what_runs_in_the_background(
         )
     assert "stopped it" in str(err.value)
     assert time.monotonic() - started < DEAD_AFTER
-    assert all(_gone(int(pid)) for pid in pids.read_text().split())
+    assert all(gone(int(pid)) for pid in pids.read_text().split())
     assert chan.run("echo again", timeout=10).stdout == "again\n"
 
 
@@ -164,7 +153,7 @@ def test_keyboard_interrupt_in_the_running_thread_stops_the_command(
     with pytest.raises(KeyboardInterrupt):
         chan.run(f"sleep 303 & echo $! > {pidfile}; echo running; wait", timeout=60,
                  on_line=on_line)
-    assert _gone(int(pidfile.read_text()))
+    assert gone(int(pidfile.read_text()))
     assert chan.run("echo again", timeout=10).stdout == "again\n"
 
 
@@ -179,7 +168,7 @@ def test_an_exception_from_the_line_handler_stops_the_command(
     with pytest.raises(RuntimeError, match="handler failed"):
         chan.run(f"sleep 304 & echo $! > {pidfile}; echo running; wait", timeout=60,
                  on_line=on_line)
-    assert _gone(int(pidfile.read_text()))
+    assert gone(int(pidfile.read_text()))
 
 
 def test_after_a_timeout_the_channel_runs_the_next_command(chan: SshChannel) -> None:
@@ -204,7 +193,7 @@ def test_close_ends_what_commands_left_running_and_every_thread(
     shell_pid = int(channel.run("echo $$", timeout=10).stdout)  # $$: the shell's pid
     leftover = int(channel.run("sleep 305 >/dev/null 2>&1 & echo $!", timeout=10).stdout)
     channel.close()
-    assert _gone(leftover) and _gone(shell_pid)
+    assert gone(leftover) and gone(shell_pid)
     assert set(threading.enumerate()) <= before
     with pytest.raises(ChannelError, match="closed"):
         channel.put(tmp_path / "x", "/tmp/x")
