@@ -133,7 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     draft = inv_sub.add_parser(
         "draft", help="print host_vars YAML describing this machine (a first vet_spec)")
     draft.set_defaults(func=cmd_inventory_draft)
+
+    image = sub.add_parser("image", help="the live image hosts PXE-boot into")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    image_build = image_sub.add_parser(
+        "build", help="build the live image (cached per recipe; needs root to build)")
+    image_build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    image_build.add_argument("--output", default=None, help="also place the artifacts here")
+    image_build.set_defaults(func=cmd_image_build)
     return parser
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from harness.image import build_image
+
+    art = build_image(Path(args.output) if args.output else None, force=args.force)
+    print(f"live image {art.recipe_hash} ({'cached' if art.cached else 'built'}):")
+    for label, path in (("kernel", art.vmlinuz), ("initrd", art.initrd),
+                        ("root", art.squashfs), ("manifest", art.manifest)):
+        print(f"  {label:<9} {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
