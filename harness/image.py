@@ -12,7 +12,8 @@ once per recipe and every later call returns the cached artifacts at once:
 
 It also owns the two ends of the image's contract with the controller: the kernel
 command line (`kernel_cmdline`) and the VET-READY line the host prints on its serial
-console once SSH is up (`parse_ready_line`). docs/LIVE-IMAGE.md describes both.
+console once SSH is up (parsed by `harness.console.boot.parse_announce`).
+docs/LIVE-IMAGE.md describes both.
 """
 
 from __future__ import annotations
@@ -244,30 +245,6 @@ def kernel_cmdline(root_url: str, *, run_id: str, token: str, ssh_public_key: st
     return " ".join([f"console={console}", "loglevel=4", f"vet.root={root_url}",
                      f"vet.run={run_id}", f"vet.token={token}",
                      f"vet.sshkey={encode_ssh_key(ssh_public_key)}", *extra])
-
-
-READY_RE = re.compile(
-    r"VET-READY ip=(?P<ip>\d{1,3}(?:\.\d{1,3}){3}) mac=(?P<mac>[0-9a-f]{2}(?::[0-9a-f]{2}){5})"
-    r" run=(?P<run>\S+) hostkey=(?P<hostkey>SHA256:[A-Za-z0-9+/]{43})(?=\s|$)")
-
-
-@dataclass(frozen=True)
-class ReadyLine:
-    """What a booted live image announces: where to connect, which host key to pin."""
-
-    ip: str
-    mac: str
-    run: str
-    hostkey: str
-
-
-def parse_ready_line(text: str) -> ReadyLine | None:
-    """The VET-READY announcement in `text` (a console line), or None. The match is
-    anchored at the end, so a half-received line does not pass for a whole one."""
-    m = READY_RE.search(text)
-    if m is None:
-        return None
-    return ReadyLine(m["ip"], m["mac"], m["run"], m["hostkey"])
 
 
 # --------------------------------------------------------------------------- build

@@ -25,6 +25,7 @@ from typing import IO
 
 import pytest
 
+from harness.console.boot import parse_announce
 from harness.errors import VetError
 from harness.image import (
     RECIPE_DIR,
@@ -34,7 +35,6 @@ from harness.image import (
     check_build_tools,
     encode_ssh_key,
     kernel_cmdline,
-    parse_ready_line,
     read_packages,
     recipe_hash,
 )
@@ -110,11 +110,11 @@ def test_missing_build_tools_name_the_apt_packages() -> None:
 def test_ready_line_and_cmdline_contract() -> None:
     fp = "SHA256:" + "A" * 43
     line = f"VET-READY ip=10.77.0.10 mac=52:54:00:aa:bb:cc run=r-1 hostkey={fp}"
-    ready = parse_ready_line(f"\r{line}\r")
+    ready = parse_announce(f"\r{line}\r")
     assert ready is not None
-    assert (ready.ip, ready.mac, ready.run, ready.hostkey) == (
+    assert (ready.ip, ready.mac, ready.run_id, ready.hostkey_fingerprint) == (
         "10.77.0.10", "52:54:00:aa:bb:cc", "r-1", fp)
-    assert parse_ready_line(line[:-3]) is None  # half a fingerprint is not a line
+    assert parse_announce(line[:-3]) is None  # half a fingerprint is not a line
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv0 vet controller"
     cmdline = kernel_cmdline("http://10.77.0.1:8080/root.squashfs", run_id="r-1",
                              token="t0k", ssh_public_key=key)
@@ -362,12 +362,12 @@ def test_boot_announces_ready_and_accepts_the_controller_key(image: ImageArtifac
         console.wait_for("the initrd's switch_root", lambda s: "switching to the root" in s,
                          deadline)
         switched = time.monotonic() - started
-        line = console.wait_for("VET-READY", lambda s: parse_ready_line(s) is not None,
+        line = console.wait_for("VET-READY", lambda s: parse_announce(s) is not None,
                                 deadline)
         ready_s = time.monotonic() - started
-        ready = parse_ready_line(line)
+        ready = parse_announce(line)
         assert ready is not None
-        assert (ready.ip, ready.mac, ready.run) == (guest_ip, mac, run_id)
+        assert (ready.ip, ready.mac, ready.run_id) == (guest_ip, mac, run_id)
 
         # Pin the host key VET-READY named: keyscan what sshd serves, compare fingerprints.
         known = tmp_path / "known_hosts"
@@ -376,7 +376,7 @@ def test_boot_announces_ready_and_accepts_the_controller_key(image: ImageArtifac
         known.write_text(scan.stdout)
         fingerprint = subprocess.run(["ssh-keygen", "-lf", str(known)], capture_output=True,
                                      text=True, check=True).stdout.split()[1]
-        assert fingerprint == ready.hostkey
+        assert fingerprint == ready.hostkey_fingerprint
 
         def ssh(command: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
