@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import select
 
+from hypothesis import strategies as st
+
 
 def gone(pid: int, within: float = 5.0) -> bool:
     """True once the process has exited, waiting at most `within` seconds.
@@ -20,3 +22,15 @@ def gone(pid: int, within: float = 5.0) -> bool:
         return bool(select.select([fd], [], [], within)[0])
     finally:
         os.close(fd)
+
+
+def mutate(data: st.DataObject, value: object, leaves: st.SearchStrategy[object]) -> object:
+    """Replace one randomly chosen subtree of a real document with a value from `leaves`."""
+    descend = data.draw(st.integers(0, 4)) > 0
+    if descend and isinstance(value, dict) and value:
+        key = data.draw(st.sampled_from(sorted(value)))
+        return {**value, key: mutate(data, value[key], leaves)}
+    if descend and isinstance(value, list) and value:
+        index = data.draw(st.integers(0, len(value) - 1))
+        return [*value[:index], mutate(data, value[index], leaves), *value[index + 1 :]]
+    return data.draw(leaves)

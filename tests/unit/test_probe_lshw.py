@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.probes import LshwReport, ParseError, parse_lshw
+from tests.helpers import mutate
 from tests.unit.corpus_paths import available_corpus_names, corpus_text, local_text
 
 GIB = 1024**3
@@ -191,16 +192,5 @@ def test_fuzz_arbitrary_json(value: object) -> None:
 @given(st.data())
 def test_fuzz_mutated_capture(data: st.DataObject) -> None:
     document = json.loads(local_text("lshw.json"))
-    _parse_or_parse_error(json.dumps(_mutate(data, document)))
+    _parse_or_parse_error(json.dumps(mutate(data, document, JSON_VALUES)))
 
-
-def _mutate(data: st.DataObject, value: object) -> object:
-    """Replace one randomly chosen subtree of a real document with an arbitrary value."""
-    descend = data.draw(st.integers(0, 4)) > 0
-    if descend and isinstance(value, dict) and value:
-        key = data.draw(st.sampled_from(sorted(value)))
-        return {**value, key: _mutate(data, value[key])}
-    if descend and isinstance(value, list) and value:
-        index = data.draw(st.integers(0, len(value) - 1))
-        return [*value[:index], _mutate(data, value[index]), *value[index + 1 :]]
-    return data.draw(JSON_VALUES)
