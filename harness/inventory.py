@@ -68,7 +68,7 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 #: Every inventory variable vet reads; any other `vet_*` variable is reported as a typo.
 VET_VARIABLES: tuple[str, ...] = (
     "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key", "vet_power",
-    "vet_spec", "vet_stages", "vet_profiles",
+    "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
 )
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
@@ -1083,6 +1083,15 @@ class _HostReader:
                 self.bad(name, f"{name} is not a vet variable{_suggest(name, VET_VARIABLES)}; "
                                f"vet reads: {', '.join(VET_VARIABLES)}")
 
+    def lab_vars(self) -> dict[str, Any]:
+        """vet_lab / vet_lab_guest as plain data; harness.lab checks them (lab hosts only)."""
+        found = {}
+        for key, name in (("lab", "vet_lab"), ("guest", "vet_lab_guest")):
+            value = self.get(name)
+            if value is not _MISSING and value is not None:
+                found[key] = _plain(value)
+        return found
+
     def read(self, groups: tuple[str, ...]) -> Host:
         self.unknown_vet_variables()
         connection = self.connection()
@@ -1105,6 +1114,7 @@ class _HostReader:
             stage_params=self.stages(),
             profile_params=self.profiles(),
             groups=groups,
+            lab=self.lab_vars(),
         )
 
 

@@ -120,6 +120,8 @@ class Host:
     stage_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     profile_params: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
+    #: The virtual lab's raw `vet_lab` / `vet_lab_guest` variables (checked by harness.lab).
+    lab: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
