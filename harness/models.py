@@ -107,6 +107,28 @@ class ExpectedSpec:
 
 
 @dataclass(frozen=True)
+class PxeConfig:
+    """The PXE server hosts boot from (`vet_pxe`): dnsmasq, TFTP and HTTP under `root`.
+
+    `root` is absolute (the inventory resolves a relative one). `token_key_file` None
+    means the default key file (harness.token.default_key_path); `token_key`, a
+    vaulted secret, takes precedence over the file and stays out of repr.
+    """
+
+    server: str  # the IPv4 address hosts reach TFTP and HTTP on
+    interface: str  # what dnsmasq binds
+    dhcp_range: tuple[str, str]
+    netmask: str = "255.255.255.0"
+    http_port: int = 8080
+    root: str = "/srv/vet-pxe"
+    mode: str = "service"  # "service": systemd units; "lab": files only
+    ipv6_ra: bool = True
+    token_key_file: str | None = None
+    token_key: str | None = field(default=None, repr=False)
+    token_ttl_s: int = 86400
+
+
+@dataclass(frozen=True)
 class Host:
     """One server under test, typed from its Ansible inventory entry."""
 
@@ -122,6 +144,8 @@ class Host:
     groups: tuple[str, ...] = ()
     #: The virtual lab's raw `vet_lab` / `vet_lab_guest` variables (checked by harness.lab).
     lab: Mapping[str, Any] = field(default_factory=dict)
+    #: Where the host PXE-boots from (`vet_pxe`); None: the host is not network-booted.
+    pxe: PxeConfig | None = None
 
 
 @dataclass(frozen=True)
