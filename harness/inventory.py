@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import ipaddress
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from harness.models import (
     ExpectedSpec,
     Host,
     PowerConfig,
+    PxeConfig,
 )
 from harness.states import STAGES
 
@@ -69,6 +71,7 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 VET_VARIABLES: tuple[str, ...] = (
     "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key", "vet_power",
     "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
+    "vet_pxe",
 )
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
@@ -114,6 +117,14 @@ _MEMORY_KEYS = ("total_gib", "tolerance_pct", "dimm_count", "dimm_size_gib")
 _DISK_KEYS = ("serial", "model", "size_gb")
 _NIC_KEYS = ("mac", "speed_mbps")
 _GPU_KEYS = ("model", "count")
+_PXE_KEYS = (
+    "server", "interface", "dhcp_range", "netmask", "http_port", "root", "mode", "ipv6_ra",
+    "token_key_file", "token_key", "token_ttl_s",
+)
+_PXE_REQUIRED = ("server", "interface", "dhcp_range")
+_PXE_MODES = ("service", "lab")
+_PXE_EXAMPLE = ("vet_pxe: {server: 10.0.0.1, interface: eno2, "
+                "dhcp_range: '10.0.0.100,10.0.0.199'}")
 _ANSIBLE_VARIABLES = ("ansible_connection", "ansible_host", "ansible_user", "ansible_port")
 
 # Ansible keeps process-wide state (its Display singleton, the vault secrets context,
@@ -1092,6 +1103,151 @@ class _HostReader:
                 found[key] = _plain(value)
         return found
 
+    def pxe(self, connection: Connection) -> PxeConfig | None:
+        """`vet_pxe`, checked; None when it is unset or wrong (the problems say why)."""
+        value = self.get("vet_pxe")
+        if value is _MISSING or value is None:
+            return None
+        table = self.mapping("vet_pxe", value, example=_PXE_EXAMPLE)
+        if table is None:
+            return None
+        before = len(self.problems.items)
+        if "ip" in table:
+            self.bad("vet_pxe.ip", "vet_pxe.ip is not a vet_pxe key: a host's fixed DHCP "
+                                   "address is its ansible_host (e.g. ansible_host: 10.0.0.21)")
+            table.pop("ip")
+        self.keys("vet_pxe", table, _PXE_KEYS)
+        for key in _PXE_REQUIRED:
+            if table.get(key) in (None, ""):
+                self.bad(f"vet_pxe.{key}", f"vet_pxe.{key} is missing; vet_pxe needs "
+                                           f"{', '.join(_PXE_REQUIRED)}, e.g. {_PXE_EXAMPLE}")
+        server = self._ipv4("vet_pxe.server", table.get("server"), "server: 10.0.0.1")
+        network = self._pxe_network(server, table.get("netmask", "255.255.255.0"))
+        dhcp_range = self._dhcp_range(table.get("dhcp_range"), server, network)
+        interface = None
+        if table.get("interface") not in (None, ""):
+            interface = self.text("vet_pxe.interface", table["interface"],
+                                  example="interface: eno2")
+            if interface is not None and not re.fullmatch(r"[A-Za-z0-9_.:@+*-]{1,15}",
+                                                          interface):
+                self.bad("vet_pxe.interface",
+                         f"vet_pxe.interface {_show(interface)} is not a network interface "
+                         "name (at most 15 letters, digits or . _ - : @ +); write e.g. "
+                         "interface: eno2")
+        port = 8080
+        if table.get("http_port") is not None:
+            port = self.integer("vet_pxe.http_port", table["http_port"], minimum=1,
+                                maximum=65535, example="http_port: 8080") or port
+        root = self._pxe_path("root", table.get("root", "/srv/vet-pxe"), "root: /srv/vet-pxe")
+        mode = table.get("mode", "service")
+        if mode not in _PXE_MODES:
+            self.bad("vet_pxe.mode", f"vet_pxe.mode {_show(mode)} is not a PXE mode; write "
+                                     "mode: service (systemd units on the PXE server) or "
+                                     "mode: lab (files only, the virtual lab runs them)")
+        ipv6_ra = table.get("ipv6_ra", True)
+        if not isinstance(ipv6_ra, bool):
+            self.bad("vet_pxe.ipv6_ra", f"vet_pxe.ipv6_ra {_show(ipv6_ra)} is not true/false; "
+                                        "write ipv6_ra: true")
+        key_file = None
+        if table.get("token_key_file") not in (None, ""):
+            key_file = self._pxe_path("token_key_file", table["token_key_file"],
+                                      "token_key_file: ~/.config/vet/token.key")
+        token_key = table.get("token_key")
+        if token_key is not None and (not isinstance(token_key, str) or not token_key.strip()):
+            # A secret: say what is wrong without printing it.
+            self.bad("vet_pxe.token_key", "vet_pxe.token_key is not a non-empty text (value "
+                                          "not shown); vault it: ansible-vault encrypt_string "
+                                          "\"$(openssl rand -hex 32)\" --name token_key")
+        ttl = 86400
+        if table.get("token_ttl_s") is not None:
+            ttl = self.integer("vet_pxe.token_ttl_s", table["token_ttl_s"], minimum=60,
+                               example="token_ttl_s: 86400") or ttl
+        if network is not None and connection.kind != "local" and connection.address:
+            with contextlib.suppress(ValueError):
+                address = ipaddress.IPv4Address(connection.address)
+                if address not in network:
+                    self.bad("ansible_host",
+                             f"ansible_host {address} is outside the PXE network {network} "
+                             "(vet_pxe.server and vet_pxe.netmask); the PXE server leases "
+                             "ansible_host to the host, so put it in that network")
+        if len(self.problems.items) > before or None in (server, interface, dhcp_range, root):
+            return None
+        assert server is not None and interface is not None and dhcp_range is not None
+        assert root is not None
+        return PxeConfig(server=server, interface=interface, dhcp_range=dhcp_range,
+                         netmask=str(network.netmask) if network else "255.255.255.0",
+                         http_port=port, root=root, mode=str(mode), ipv6_ra=bool(ipv6_ra),
+                         token_key_file=key_file,
+                         token_key=token_key.strip() if isinstance(token_key, str) else None,
+                         token_ttl_s=ttl)
+
+    def _ipv4(self, path: str, value: Any, example: str) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            return str(ipaddress.IPv4Address(str(value).strip()))
+        except ValueError:
+            self.bad(path, f"{path} {_show(value)} is not an IPv4 address; write e.g. {example}")
+            return None
+
+    def _pxe_network(self, server: str | None, netmask: Any) -> ipaddress.IPv4Network | None:
+        try:
+            mask = ipaddress.IPv4Network(f"0.0.0.0/{str(netmask).strip()}").prefixlen
+        except ValueError:
+            self.bad("vet_pxe.netmask", f"vet_pxe.netmask {_show(netmask)} is not a netmask; "
+                                        "write e.g. netmask: 255.255.255.0")
+            return None
+        if server is None:
+            return None
+        return ipaddress.IPv4Network(f"{server}/{mask}", strict=False)
+
+    def _dhcp_range(self, value: Any, server: str | None,
+                    network: ipaddress.IPv4Network | None) -> tuple[str, str] | None:
+        example = "dhcp_range: '10.0.0.100,10.0.0.199' (or a list of the two)"
+        if value in (None, ""):
+            return None
+        parts = ([p.strip() for p in value.split(",")] if isinstance(value, str)
+                 else list(value) if isinstance(value, list | tuple) else None)
+        if parts is None or len(parts) != 2:
+            self.bad("vet_pxe.dhcp_range", f"vet_pxe.dhcp_range {_show(value)} is not a first "
+                                           f"and a last address; write {example}")
+            return None
+        first = self._ipv4("vet_pxe.dhcp_range", parts[0], example)
+        last = self._ipv4("vet_pxe.dhcp_range", parts[1], example)
+        if first is None or last is None:
+            return None
+        if ipaddress.IPv4Address(first) > ipaddress.IPv4Address(last):
+            self.bad("vet_pxe.dhcp_range", f"vet_pxe.dhcp_range starts at {first}, after its "
+                                           f"end {last}; write the lower address first")
+            return None
+        if network is not None:
+            for address in (first, last):
+                if ipaddress.IPv4Address(address) not in network:
+                    self.bad("vet_pxe.dhcp_range",
+                             f"vet_pxe.dhcp_range address {address} is outside the PXE network "
+                             f"{network} (vet_pxe.server and vet_pxe.netmask); use addresses "
+                             "of that network")
+                    return None
+            if server is not None and (ipaddress.IPv4Address(first)
+                                       <= ipaddress.IPv4Address(server)
+                                       <= ipaddress.IPv4Address(last)):
+                self.bad("vet_pxe.dhcp_range",
+                         f"vet_pxe.dhcp_range {first}-{last} contains the server's own address "
+                         f"{server}; dnsmasq could lease it to a host: move the range")
+                return None
+        return first, last
+
+    def _pxe_path(self, key: str, value: Any, example: str) -> str | None:
+        path = f"vet_pxe.{key}"
+        text = self.text(path, value, example=example)
+        if text is None:
+            return None
+        if not text.strip() or re.search(r"[\s,]", text):
+            self.bad(path, f"{path} {_show(text)} contains spaces or commas, which dnsmasq.conf "
+                           f"cannot hold; choose a plain path, e.g. {example}")
+            return None
+        return os.path.abspath(os.path.expanduser(text))
+
     def read(self, groups: tuple[str, ...]) -> Host:
         self.unknown_vet_variables()
         connection = self.connection()
@@ -1115,6 +1271,7 @@ class _HostReader:
             profile_params=self.profiles(),
             groups=groups,
             lab=self.lab_vars(),
+            pxe=self.pxe(connection),
         )
 
 
