@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.errors import VetError
 from harness.report import iso, write_summary
@@ -141,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     image_build.add_argument("--force", action="store_true", help="rebuild even if cached")
     image_build.add_argument("--output", default=None, help="also place the artifacts here")
     image_build.set_defaults(func=cmd_image_build)
+
+    lab = sub.add_parser("lab", help="the virtual lab: QEMU guests PXE-booting the live image")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    for name, func, text in (
+            ("up", cmd_lab_up, "build or reuse the image; start namespace, dnsmasq, HTTP, "
+                               "guests (powered off) and their BMCs"),
+            ("down", cmd_lab_down, "stop everything the lab started and remove it"),
+            ("status", cmd_lab_status, "what runs, each guest's power state")):
+        command = lab_sub.add_parser(name, help=text)
+        command.add_argument("--inventory", default=LAB_INVENTORY,
+                             help=f"the lab inventory (default {LAB_INVENTORY})")
+        command.add_argument("--vault-password-file", default=None)
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="machine-readable")
+        command.set_defaults(func=func)
     return parser
 
 
@@ -153,6 +169,65 @@ def cmd_image_build(args: argparse.Namespace) -> int:
                         ("root", art.squashfs), ("manifest", art.manifest)):
         print(f"  {label:<9} {path}")
     return 0
+
+
+LAB_INVENTORY = "inventory/virtual"
+
+
+def _lab(args: argparse.Namespace) -> Any:
+    from harness.inventory import load_inventory
+    from harness.lab.lab import Lab
+    from harness.lab.spec import lab_spec
+
+    hosts = load_inventory(args.inventory, None, args.vault_password_file)
+    return Lab(lab_spec(hosts, args.inventory), hosts)
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    from harness.image import build_image
+
+    lab = _lab(args)
+    image = build_image(progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    lab.up(image.directory)
+    _print_lab_status(lab.status())
+    print(f"\nthe guests are powered off; vet powers them on when a run needs them:\n"
+          f"  pytest suites -m stage --inventory {args.inventory} -n {len(lab.spec.guests)}\n"
+          f"take the lab down with: vet lab down --inventory {args.inventory}")
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    left = lab.down()
+    if left:
+        raise VetError("the lab is not completely gone:\n  " + "\n  ".join(left))
+    print(f"lab {lab.spec.netns} is down (logs kept in {lab.logs})")
+    return 0
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    import json
+
+    status = _lab(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_lab_status(status)
+    return 0 if status["up"] else 1
+
+
+def _print_lab_status(status: dict[str, Any]) -> None:
+    if not status["up"]:
+        print(f"lab {status['netns']} is down")
+        return
+    print(f"lab {status['netns']} is up since {status.get('started', '?')}: network "
+          f"{status['network']}, controller {status['controller']}; {status['accel']}")
+    for proc in status["processes"]:
+        print(f"  {proc['what']:<22} pid {proc['pid']:<8} "
+              f"{'running' if proc['running'] else 'NOT RUNNING'}")
+    for guest in status["guests"]:
+        print(f"  guest {guest['name']:<14} {guest['mac']}  {guest['ip'] or '-':<12} "
+              f"power {guest['power']:<18} via {guest['power_driver']:<8} {guest['console']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
