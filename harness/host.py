@@ -45,18 +45,39 @@ class RunContext:
     run_dir: Path  # reports/runs/<run_id>
 
 
+def host_dir(ctx: RunContext, name: str) -> Path:
+    """reports/runs/<run>/<host>: the host's console log, events and evidence."""
+    return ctx.run_dir / name
+
+
+def open_events(ctx: RunContext, name: str) -> EventLog:
+    return EventLog(host_dir(ctx, name) / "events.jsonl", ctx.run_id, name)
+
+
+def subscribe_console(console: SerialChannel, watch: ConsoleWatch, events: EventLog) -> None:
+    """Console lines go to the event log and through the watch, from the reader thread."""
+
+    def log_lines(lines: list[str], at: float, offset: int | None) -> None:
+        for line in lines:
+            events.emit("console", "line", text=line)
+
+    console.subscribe_lines(log_lines)
+    console.subscribe_lines(watch.feed_lines)
+
+
 class HostUnderTest:
     """A host being vetted: run commands, keep evidence, record measurements."""
 
     def __init__(
-        self, entry: Host, channel: Channel, ctx: RunContext, params: dict[str, Params]
+        self, entry: Host, channel: Channel, ctx: RunContext, params: dict[str, Params],
+        events: EventLog | None = None,
     ) -> None:
         self.entry = entry
         self.channel = channel
         self.ctx = ctx
         self.all_params = params
-        self.host_dir = ctx.run_dir / entry.name
-        self.events = EventLog(self.host_dir / "events.jsonl", ctx.run_id, entry.name)
+        self.host_dir = host_dir(ctx, entry.name)
+        self.events = events or open_events(ctx, entry.name)
         #: What earlier stages learnt about this host (e.g. its hardware inventory).
         self.facts: dict[str, Any] = {}
         self.stage = "setup"
@@ -66,21 +87,19 @@ class HostUnderTest:
         #: The first critical console finding (panic, reboot...), set by the reader thread.
         self.death: Finding | None = None
 
-    def attach_console(self, console: SerialChannel, watch: ConsoleWatch) -> None:
+    def attach_console(self, console: SerialChannel, watch: ConsoleWatch,
+                       subscribed: bool = False) -> None:
         """Watch the host's serial console while stages run over another channel.
 
         Every console line becomes an event; a critical finding (a death string or an
         unexpected reboot) stops the running command at once and fails the stage.
+        `subscribed`: the console already feeds the watch and the event log (it did
+        while the host booted).
         """
         self.console = console
         self.watch = watch
-
-        def log_lines(lines: list[str], at: float, offset: int | None) -> None:
-            for line in lines:
-                self.events.emit("console", "line", text=line)
-
-        console.subscribe_lines(log_lines)
-        console.subscribe_lines(watch.feed_lines)
+        if not subscribed:
+            subscribe_console(console, watch, self.events)
         watch.on_finding(self._on_console_finding)
 
     def _on_console_finding(self, finding: Finding) -> None:

@@ -20,16 +20,18 @@ import allure
 import pytest
 
 import harness
-from harness.console.boot import BootTracker
+from harness.console.boot import BootTracker, Finding
 from harness.console.channel import Channel
 from harness.console.local import LocalChannel
 from harness.console.serial import SerialChannel
 from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch, Mark
 from harness.errors import ConsoleDeath, VetError
-from harness.host import HostUnderTest, RunContext
+from harness.events import EventLog
+from harness.host import HostUnderTest, RunContext, host_dir, open_events, subscribe_console
 from harness.inventory import load_inventory
-from harness.models import Host
+from harness.models import Host, Measurement
+from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.scheduling import HostScheduling
@@ -146,13 +148,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.allure_report_dir = str(run.run_dir / "allure-results")
 
 
-def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = None) -> None:
+def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = None,
+         events: EventLog | None = None) -> None:
     """Persist a host's transition, then show it in the host's event stream."""
     previous = run.store.transition(run.run_id, name, state, reason, stage)
     vetted = run.open_hosts.get(name)
-    if vetted is not None:
-        vetted.events.emit("harness", "state", stage=stage, reason=reason,
-                           **{"from": previous.value, "to": state.value})
+    events = events or (vetted.events if vetted is not None else None)
+    if events is not None:
+        events.emit("harness", "state", stage=stage, reason=reason,
+                    **{"from": previous.value, "to": state.value})
 
 
 def _run(config: pytest.Config) -> VetRun | None:
@@ -241,21 +245,75 @@ def pytest_collection_modifyitems(
 
 @pytest.fixture(scope="session")
 def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
-    """The host under test, reachable through its channel (parametrised per host)."""
+    """The host under test, reachable through its channel (parametrised per host).
+
+    A host with vet_pxe is network-booted into the live image for this run first (see
+    harness.netboot); one without is expected to be up already. Teardown: a host that
+    passed is released (boot script back to its local disk, powered off); a host that
+    failed stays up, untouched, for the operator.
+    """
     run = _run(request.config)
     assert run is not None, "the host fixture needs a vet run (--inventory)"
     spec = run.hosts[request.param]
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
-    vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec))
-    run.open_hosts[spec.name] = vetted
+    events = open_events(ctx, spec.name)
     for done in run.store.transitions(run.run_id, spec.name):  # made before the host opened
-        vetted.events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
-                           at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
-    if spec.console:
-        vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
+        events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
+                    at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
+    booted = None
+    if is_netbooted(spec):
+        booted = _boot(run, spec, ctx, events)
+        vetted = HostUnderTest(spec, booted.channel, ctx, run.params(spec), events=events)
+        if booted.console is not None and booted.watch is not None:
+            vetted.attach_console(booted.console, booted.watch, subscribed=True)
+    else:
+        vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec), events=events)
+        if spec.console:
+            vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
+    run.open_hosts[spec.name] = vetted
     yield vetted
     run.open_hosts.pop(spec.name, None)
-    vetted.close()
+    try:
+        if booted is not None:
+            if spec.name in run.failed:
+                events.emit("harness", "kept-up", reason="failed: left booted for the operator "
+                            f"(ssh -i {booted.key_file} root@{booted.announce.ip})")
+            else:
+                vetted.channel.close()
+                release(spec, booted, events)
+    finally:
+        vetted.close()
+
+
+def is_netbooted(spec: Host) -> bool:
+    """vet boots hosts that have a PXE server and are not the controller itself."""
+    return spec.pxe is not None and spec.connection.kind != "local"
+
+
+def _boot(run: VetRun, spec: Host, ctx: RunContext, events: EventLog) -> BootedHost:
+    """Network-boot the host, moving it through PowerOn and Booting as it goes."""
+    if run.store.host_state(run.run_id, spec.name) is State.REGISTERED:
+        move(run, spec.name, State.QUEUED, "picked up by a worker", events=events)
+    move(run, spec.name, State.POWER_ON, "provisioning and powering on", events=events)
+    hdir = host_dir(ctx, spec.name)
+
+    def console_opened(console: SerialChannel, watch: ConsoleWatch) -> None:
+        subscribe_console(console, watch, events)
+
+        def finding(f: Finding) -> None:
+            events.emit("console", "finding", finding=f.kind, severity=f.severity,
+                        message=f.message)
+
+        watch.on_finding(finding)
+
+    move(run, spec.name, State.BOOTING, "powered on; following the console", events=events)
+    booted = netboot(spec, run_id=run.run_id, console_log=hdir / "console.log", events=events,
+                     on_console_open=console_opened)
+    measurements = [Measurement(f"boot_{e.step.label.lower().replace('-', '_')}_s",
+                                round(e.at - booted.powered_on_at, 3), "s")
+                    for e in booted.timeline]
+    run.store.add_measurements(run.run_id, spec.name, "boot", measurements)
+    return booted
 
 
 def channel_for(spec: Host) -> Channel:
@@ -302,6 +360,10 @@ def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     vetted: HostUnderTest = request.getfixturevalue("host")
+    run = _run(request.config)
+    if run is not None and name not in run.failed and run.current_stage.get(name) != stage:
+        move(run, name, STAGE_STATES[stage], f"stage {stage}", stage)
+        run.current_stage[name] = stage
     if vetted.stage != stage:
         vetted.enter_stage(stage)
     if vetted.watch is not None:
@@ -357,13 +419,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if failed is not None and failed[0] != stage:
         pytest.skip(f"host {name} failed stage {failed[0]} ({failed[1]}); "
                     f"stage {stage} skipped")
-    if failed is None and run.current_stage.get(name) != stage:
-        if name not in run.current_stage:
-            run.store.register_host(run.run_id, name)
-            if run.store.host_state(run.run_id, name) is State.REGISTERED:
-                move(run, name, State.QUEUED, "picked up by a worker")
-        move(run, name, STAGE_STATES[stage], f"stage {stage}", stage)
-        run.current_stage[name] = stage
+    if failed is None and name not in run.current_stage:
+        run.store.register_host(run.run_id, name)
+        if run.store.host_state(run.run_id, name) is State.REGISTERED:
+            move(run, name, State.QUEUED, "picked up by a worker")
 
 
 def _reason(call: pytest.CallInfo[None], report: pytest.TestReport) -> str:

@@ -416,6 +416,7 @@ class SerialChannel:
         console_log: Path | None = None,
         quiet_kernel: bool = True,
         interrupt_grace: float = 5.0,
+        redact: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.url = url
@@ -426,7 +427,10 @@ class SerialChannel:
         self.interrupt_grace = interrupt_grace
         #: The prompt vet sets at login; unique to this session.
         self.prompt = f"vet-{secrets.token_hex(4)}$ "
-        self._lines = ConsoleLines(console_log, secrets=(password,) if password else ())
+        # Secrets that may cross the console (the login password, a run token a boot
+        # loader or kernel might echo) never reach the log in clear.
+        self._lines = ConsoleLines(
+            console_log, secrets=tuple(s for s in (password, *redact) if s))
         self._port: Any = None
         self._reader: threading.Thread | None = None
         self._stop = threading.Event()
