@@ -87,13 +87,15 @@ AWAITING = MappingProxyType({
 
 #: The line the live image prints on the console once sshd listens
 #: (live_image/rootfs/usr/local/sbin/vet-announce). Fields are key=value, in any order;
-#: ip, run and hostkey are required, mac and token-ok (yes/no) optional, others ignored.
-ANNOUNCE_FORMAT = "VET-READY ip={ip} mac={mac} run={run_id} hostkey={hostkey}"
+#: ip, run and hostkey are required; mac, token (12 hex digits of the SHA-256 of the token
+#: the host booted with, or "none") and token-ok (yes/no) optional; others ignored.
+ANNOUNCE_FORMAT = "VET-READY ip={ip} mac={mac} run={run_id} token={token} hostkey={hostkey}"
 ANNOUNCE_PATTERN = r"VET-READY((?: +[a-z][a-z0-9-]*=\S+)+) *$"
 _ANNOUNCE = re.compile(ANNOUNCE_PATTERN, re.MULTILINE)
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 _RUN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TOKEN_FP = re.compile(r"[0-9a-f]{12}|none")
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,14 @@ class Announce:
     raw: str
     mac: str | None = None
     token_ok: bool | None = None
+    #: harness.token.token_fingerprint of the token on the host's command line; "none"
+    #: when it booted without one, None when the line does not say.
+    token_fingerprint: str | None = None
 
 
-def format_announce(ip: str, mac: str, run_id: str, hostkey: str) -> str:
+def format_announce(ip: str, mac: str, run_id: str, hostkey: str, token: str = "none") -> str:
     """The announce line as the live image prints it (for tests and fakes)."""
-    return ANNOUNCE_FORMAT.format(ip=ip, mac=mac, run_id=run_id, hostkey=hostkey)
+    return ANNOUNCE_FORMAT.format(ip=ip, mac=mac, run_id=run_id, hostkey=hostkey, token=token)
 
 
 def parse_announce(line: str) -> Announce | None:
@@ -135,9 +140,13 @@ def parse_announce(line: str) -> Announce | None:
     token = fields.get("token-ok")
     if token not in (None, "yes", "no"):
         return None
+    token_fp = fields.get("token")
+    if token_fp is not None and not _TOKEN_FP.fullmatch(token_fp):
+        return None
     return Announce(ip=ip, run_id=run_id, hostkey_fingerprint=hostkey, raw=line,
                     mac=mac.lower() if mac else None,
-                    token_ok=None if token is None else token == "yes")
+                    token_ok=None if token is None else token == "yes",
+                    token_fingerprint=token_fp)
 
 
 # --------------------------------------------------------------------------- patterns

@@ -38,6 +38,7 @@ from harness.image import (
     read_packages,
     recipe_hash,
 )
+from harness.token import token_fingerprint
 
 READY_DEADLINE_S = float(os.environ.get("VET_TEST_READY_DEADLINE_S", "180"))
 # What the vetting stages run on the host: each must be in the image.
@@ -368,6 +369,7 @@ def test_boot_announces_ready_and_accepts_the_controller_key(image: ImageArtifac
         ready = parse_announce(line)
         assert ready is not None
         assert (ready.ip, ready.mac, ready.run_id) == (guest_ip, mac, run_id)
+        assert ready.token_fingerprint == token_fingerprint(token)
 
         # Pin the host key VET-READY named: keyscan what sshd serves, compare fingerprints.
         known = tmp_path / "known_hosts"

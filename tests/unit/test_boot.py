@@ -124,14 +124,21 @@ def test_a_real_supermicro_dmesg_reaches_userspace_without_findings() -> None:
 
 
 def test_announce_format_round_trips() -> None:
-    line = format_announce("10.0.0.9", "AA:BB:CC:DD:EE:01", "run-1", FINGERPRINT)
+    line = format_announce("10.0.0.9", "AA:BB:CC:DD:EE:01", "run-1", FINGERPRINT,
+                           token="0123456789ab")
     assert line == ANNOUNCE_FORMAT.format(ip="10.0.0.9", mac="AA:BB:CC:DD:EE:01",
-                                          run_id="run-1", hostkey=FINGERPRINT)
+                                          run_id="run-1", hostkey=FINGERPRINT,
+                                          token="0123456789ab")
     announce = parse_announce(line)
     assert announce is not None
     assert (announce.ip, announce.run_id, announce.mac) == ("10.0.0.9", "run-1",
                                                             "aa:bb:cc:dd:ee:01")
     assert announce.token_ok is None
+    assert announce.token_fingerprint == "0123456789ab"
+    unsigned = parse_announce(format_announce("10.0.0.9", "aa:bb:cc:dd:ee:01", "r", FINGERPRINT))
+    assert unsigned is not None and unsigned.token_fingerprint == "none"
+    # A token field that is not a fingerprint (e.g. the token itself) makes no announce.
+    assert parse_announce(line.replace("0123456789ab", "v1.1700000000.secretpart")) is None
 
 
 @pytest.mark.parametrize("line", [

@@ -13,6 +13,7 @@ import pytest
 from harness.errors import InventoryError, VetError
 from harness.inventory import (
     POWER_DRIVERS,
+    VET_VARIABLES,
     check_console_url,
     load_inventory,
     normalize_mac,
@@ -779,9 +780,8 @@ def test_unknown_vet_variable_and_connection(tmp_path: Path) -> None:
         load_inventory(tmp_path)
     got = [p.removeprefix(f"{tmp_path}: host node01: ") for p in problems(exc)]
     assert got == [
-        "vet_specs is not a vet variable (did you mean 'vet_spec'?); vet reads: vet_macs, "
-        "vet_mac, vet_console, vet_console_login, vet_ssh_host_key, vet_power, vet_spec, "
-        "vet_stages, vet_profiles (from host_vars/node01.yml:2)",
+        "vet_specs is not a vet variable (did you mean 'vet_spec'?); vet reads: "
+        f"{', '.join(VET_VARIABLES)} (from host_vars/node01.yml:2)",
         "ansible_connection 'docker' is not supported; use one of: local, ssh "
         "(from host_vars/node01.yml:3)",
     ]
