@@ -33,6 +33,9 @@ _QUICK: dict[str, Params] = {
         "block_size": "4k",
         "iodepth": 8,
         "verify": "crc32c",
+        # Read-only pass over the first MiB of every disk (0: off). Reading never
+        # changes a disk; it finds the sectors a dying disk can no longer return.
+        "read_scan_mib": 0,
     },
     "network": {
         "duration_s": 5,
@@ -44,13 +47,13 @@ _QUICK: dict[str, Params] = {
 
 _STANDARD_OVERRIDES: dict[str, Params] = {
     "cpu": {"duration_s": 600},
-    "storage": {"size_mib": 4096, "runtime_s": 300},
+    "storage": {"size_mib": 4096, "runtime_s": 300, "read_scan_mib": 4096},
     "network": {"duration_s": 60, "streams": 4},
 }
 
 _BURNIN_OVERRIDES: dict[str, Params] = {
     "cpu": {"duration_s": 4 * 3600},
-    "storage": {"size_mib": 16384, "runtime_s": 3600},
+    "storage": {"size_mib": 16384, "runtime_s": 3600, "read_scan_mib": 65536},
     "network": {"duration_s": 600, "streams": 4},
 }
 

@@ -1,11 +1,14 @@
-"""Storage (non-destructive): fio writes and verifies a scratch file."""
+"""Storage (non-destructive): fio writes and verifies a scratch file, and reads the start
+of every disk (read-only) to find sectors the disk can no longer return."""
 
 from __future__ import annotations
 
 import pytest
 
 from harness.host import HostUnderTest
+from harness.probes import ParseError
 from harness.probes.fio import parse_fio
+from harness.probes.lsblk import parse_lsblk
 
 pytestmark = [pytest.mark.stage, pytest.mark.storage]
 
@@ -35,3 +38,37 @@ def test_fio_verified_scratch_file(host: HostUnderTest) -> None:
     assert fio.total_errors == 0, f"fio reported I/O errors (errno {job.error})"
     assert result.exit_status == 0, f"fio exited {result.exit_status}: {result.stderr[-300:]}"
     assert job.write is not None and job.write.io_bytes > 0, "fio wrote nothing"
+
+
+def test_every_disk_reads_back(host: HostUnderTest) -> None:
+    scan_mib = int(host.params.get("read_scan_mib") or 0)
+    if scan_mib <= 0:
+        pytest.skip("read scan off (storage.read_scan_mib is 0 in this profile)")
+    host.require("fio")
+    host.require("lsblk", "util-linux")
+    listing = host.run("lsblk -J -b -O", check=True)
+    disks = [d for d in parse_lsblk(listing.stdout)
+             if d.type == "disk" and not d.removable and d.path and d.size_bytes]
+    assert disks, "lsblk shows no disks to read"
+    failures = []
+    for disk in disks:
+        assert disk.path is not None and disk.size_bytes is not None
+        size_mib = min(scan_mib, disk.size_bytes // 2**20)
+        result = host.run(
+            f"fio --name=vet-read-{disk.name} --filename={disk.path} --readonly --rw=read "
+            f"--bs=1M --size={size_mib}M --ioengine=libaio --direct=1 --iodepth=4 "
+            f"--output-format=json", timeout=max(120, size_mib // 5))
+        try:
+            fio = parse_fio(result.stdout)
+        except ParseError:
+            failures.append(f"{disk.path} ({disk.serial or 'no serial'}): fio exited "
+                            f"{result.exit_status}: {(result.stderr or result.stdout)[-200:]}")
+            continue
+        host.record(f"read scan {disk.name}", fio)
+        job = fio.jobs[0]
+        if job.read is not None:
+            host.measure(f"read_scan_bw_{disk.name}", job.read.bw_bytes_per_s, "B/s")
+        if fio.total_errors or job.error or result.exit_status != 0:
+            failures.append(f"{disk.path} ({disk.serial or 'no serial'}): read error within "
+                            f"the first {size_mib} MiB (errno {job.error})")
+    assert not failures, "disk read scan failed: " + "; ".join(failures)
