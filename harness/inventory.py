@@ -93,13 +93,14 @@ class PowerDriverRule:
 POWER_DRIVERS: dict[str, PowerDriverRule] = {
     "ipmi": PowerDriverRule(
         required=("address", "username", "password"),
-        optional=("port", "interface", "cipher_suite", "privilege", "kg_key", "timeout_s"),
+        optional=("port", "interface", "cipher_suite", "privilege", "kg_key", "timeout_s",
+                  "shutdown_timeout_s"),
     ),
     "redfish": PowerDriverRule(
         required=("url", "username", "password"),
-        optional=("system_id", "verify_tls", "timeout_s"),
+        optional=("system_id", "verify_tls", "timeout_s", "ca_file", "shutdown_timeout_s"),
     ),
-    "qemu": PowerDriverRule(required=("qmp",), optional=("timeout_s",)),
+    "qemu": PowerDriverRule(required=("qmp",), optional=("timeout_s", "shutdown_timeout_s")),
     "wol": PowerDriverRule(required=("mac",), optional=("broadcast", "port", "interface")),
     "manual": PowerDriverRule(optional=("instructions",)),
 }
@@ -867,8 +868,11 @@ class _HostReader:
         if key in ("port", "cipher_suite"):
             return self.integer(path, item, minimum=0 if key == "cipher_suite" else 1,
                                 maximum=65535, example=f"{key}: 623")
-        if key == "timeout_s":
-            return self.number(path, item, example="timeout_s: 30")
+        if key in ("timeout_s", "shutdown_timeout_s"):
+            return self.number(path, item, example=f"{key}: {30 if key == 'timeout_s' else 120}")
+        if key == "ca_file":
+            text = self.text(path, item, example="ca_file: files/bmc-ca.pem")
+            return None if text is None else str(self.root / os.path.expanduser(text))
         if key == "verify_tls":
             if isinstance(item, bool):
                 return item
