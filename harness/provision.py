@@ -48,6 +48,7 @@ DEFAULT_TIMEOUT_S = 300.0
 EventSink = Callable[[dict[str, Any]], object]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _DNS_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 _REPORTED = frozenset({
     "playbook_on_task_start", "runner_on_ok", "runner_on_failed", "runner_on_skipped",
@@ -288,6 +289,9 @@ def provision_host(pxe: PxeConfig, host: Host, *, run_id: str, token: str,
     if not _RUN_ID.fullmatch(run_id):
         raise ProvisionError(f"run id {run_id!r} cannot go on a kernel command line; use "
                              "letters, digits and . _ : - (like demo-20261122-101500)")
+    if not _TOKEN_TEXT.fullmatch(token):  # iPXE expands ${...}, Ansible {{ ... }}
+        raise ProvisionError(f"host {host.name}: the run token is not one harness.token made "
+                             "(letters, digits and . _ - only); make it with make_token")
     cmdline = kernel_cmdline(f"{_base_url(pxe)}/root.squashfs", run_id=run_id, token=token,
                              ssh_public_key=ssh_public_key)
     extravars = {"vet_pxe": _pxe_vars(pxe), "vet_script": path.name, "vet_host": host.name,

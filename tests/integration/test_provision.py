@@ -59,6 +59,16 @@ def fake_image(directory: Path) -> Path:
     return directory
 
 
+def command_lines() -> Iterator[tuple[int, str]]:
+    """(pid, command line) of every process, as `ps` would show them."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+
+
 class Watch:
     """Collects every event given to on_event and checks, while ansible-playbook still
     runs, that no secret is on any process's command line (what `ps` shows)."""
@@ -70,13 +80,7 @@ class Watch:
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.events.append(event)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
+        for _, cmdline in command_lines():
             self.seen_in_ps += [s for s in self.secrets if s in cmdline]
 
     def assert_clean(self) -> None:
@@ -280,6 +284,19 @@ def test_bad_arguments_are_refused_before_ansible_runs(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="run id 'a b' cannot go on a kernel command line"):
         provision_host(pxe, NODE01, run_id="a b", token="t", ssh_public_key=SSH_KEY,
                        on_event=print)
+    with pytest.raises(ProvisionError, match="the run token is not one harness\\.token made"):
+        provision_host(pxe, NODE01, run_id="r", token="{{ lookup('env', 'HOME') }}",
+                       ssh_public_key=SSH_KEY, on_event=print)
+
+
+def test_a_play_past_its_deadline_is_stopped(tmp_path: Path, runner_tmp: Path) -> None:
+    (tmp_path / "http" / "hosts").mkdir(parents=True)
+    with pytest.raises(ProvisionError) as exc:
+        release_host(pxe_config(tmp_path), NODE01, on_event=Watch(), timeout_s=1)
+    assert str(exc.value).startswith("playbook release.yml did not finish within 1 s and "
+                                     "was stopped")
+    assert os.listdir(runner_tmp) == []
+    assert all(gone(pid) for pid, line in command_lines() if str(runner_tmp) in line)
 
 
 def test_a_broken_event_sink_stops_the_play(tmp_path: Path, runner_tmp: Path) -> None:
@@ -291,6 +308,7 @@ def test_a_broken_event_sink_stops_the_play(tmp_path: Path, runner_tmp: Path) ->
     with pytest.raises(OSError, match="event log closed"):
         release_host(pxe_config(tmp_path), NODE01, on_event=sink)
     assert os.listdir(runner_tmp) == []
+    assert all(gone(pid) for pid, line in command_lines() if str(runner_tmp) in line)
 
 
 # --------------------------------------------------------------------------- dnsmasq for real
