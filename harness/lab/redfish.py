@@ -17,8 +17,9 @@ Run as a process:
 
 Port 0 picks a free port. Once serving it prints `VET-BMC-READY redfish ADDRESS:PORT`
 on stdout; SIGTERM stops it. Basic auth uses sushy's htpasswd-style file with a
-bcrypt hash of the password, written to a private temporary directory and removed
-on exit (cheap bcrypt rounds: this is a lab BMC on a loopback or lab network).
+bcrypt hash of the password; it and sushy's state live in a private temporary
+directory removed on exit (cheap bcrypt rounds: this is a lab BMC on a loopback or
+lab network).
 """
 
 from __future__ import annotations
@@ -144,25 +145,33 @@ class _VetApplication(sushy_main.Application):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def _auth_file(username: str, password: str) -> Iterator[Path]:
-    """sushy's user file (name:bcrypt-hash) in a private directory, removed afterwards."""
+def _private_dir(username: str, password: str) -> Iterator[Path]:
+    """A directory for sushy's user file (name:bcrypt-hash) and its state, removed after.
+
+    sushy keeps state (indicator LEDs...) in SQLite files under /tmp/sushy-emulator
+    by default, shared by every emulator on the machine; each service gets its own.
+    """
     folder = Path(tempfile.mkdtemp(prefix="vet-redfish-"))
     try:
-        path = folder / "htpasswd"
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-        path.write_text(f"{username}:{hashed}\n")
-        yield path
+        (folder / "htpasswd").write_text(f"{username}:{hashed}\n")
+        (folder / "state").mkdir()
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def build_server(guests: dict[str, QmpGuest], *, address: str, port: int, auth_file: Path,
+def build_server(guests: dict[str, QmpGuest], *, address: str, port: int, private: Path,
                  cert: Path | None = None, key: Path | None = None) -> BaseWSGIServer:
-    """Bind the emulator (HTTPS when a certificate is given); serve with serve_forever()."""
+    """Bind the emulator (HTTPS when a certificate is given); serve with serve_forever().
+
+    `private` is a directory from `_private_dir` (user file and state).
+    """
     app: Any = sushy_main.app
     app.__class__ = _VetApplication
     app.vet_systems = QmpSystems(guests)
-    app.configure(extra_config={"SUSHY_EMULATOR_AUTH_FILE": str(auth_file)})
+    app.configure(extra_config={"SUSHY_EMULATOR_AUTH_FILE": str(private / "htpasswd"),
+                                "SUSHY_EMULATOR_STATE_DIR": str(private / "state")})
     context = None
     if cert is not None and key is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -208,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     password = read_password(args.password_file)
     signal.signal(signal.SIGTERM, _stop)
     guests = {name: QmpGuest(path, name=f"redfish-{name}") for name, path in args.guest}
-    with _auth_file(args.username, password) as auth_file:
+    with _private_dir(args.username, password) as private:
         try:
             server = build_server(guests, address=args.address, port=args.port,
-                                  auth_file=auth_file, cert=args.cert, key=args.key)
+                                  private=private, cert=args.cert, key=args.key)
         except (OSError, ssl.SSLError) as exc:
             raise SystemExit(f"cannot serve Redfish on {args.address}:{args.port}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,18 @@ def test_password_never_on_a_command_line(bmc: RunningBmc, tmp_path: Path,
     assert PASSWORD not in Path(f"{record}.ps").read_text()
     assert Path(f"{record}.env").read_text().strip() == "yes"
     assert PASSWORD not in " ".join(IpmiDriver(_host(bmc.port)).argv("power", "status"))
+
+
+@pytest.mark.parametrize("module", ["harness.lab.bmc", "harness.lab.redfish"])
+def test_lab_bmc_names_a_missing_password_file(module: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such.pass"
+    extra = (["--name", "g", "--qmp", "/nonexistent.sock"] if module.endswith("bmc")
+             else ["--guest", "g=/nonexistent.sock"])
+    done = subprocess.run([sys.executable, "-m", module, *extra, "--port", "0",
+                           "--username", "admin", "--password-file", str(missing)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stdout == ""  # no ready line
+    assert f"cannot read the password file {missing}: No such file or directory" in done.stderr
+    assert "Traceback" not in done.stderr

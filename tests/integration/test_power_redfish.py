@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import time
@@ -85,13 +86,22 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def _service(guest: QemuGuest, folder: Path, *extra: str) -> Any:
+@contextlib.contextmanager
+def _service(guest: QemuGuest, folder: Path, *extra: str) -> Iterator[RunningBmc]:
+    """The lab Redfish service; its temporary files (the user file) must be gone after."""
     password_file = folder / "redfish.pass"
     password_file.write_text(PASSWORD + "\n")
-    return start_bmc("harness.lab.redfish",
-                     ["--address", "127.0.0.1", "--port", "0", "--guest",
-                      f"guest1={guest.qmp_bmc}", "--username", "admin", "--password-file",
-                      str(password_file), *extra], folder / "redfish.log")
+    scratch = folder / "tmp"
+    scratch.mkdir()
+    with start_bmc("harness.lab.redfish",
+                   ["--address", "127.0.0.1", "--port", "0", "--guest",
+                    f"guest1={guest.qmp_bmc}", "--username", "admin", "--password-file",
+                    str(password_file), *extra], folder / "redfish.log",
+                   env={"TMPDIR": str(scratch)}) as running:
+        assert len(list(scratch.iterdir())) == 1  # the private dir with the user file
+        yield running
+    assert list(scratch.iterdir()) == []
+    assert PASSWORD not in running.log.read_text()
 
 
 @pytest.fixture(scope="module")
