@@ -111,7 +111,7 @@ class QmpGuest:
             if state == "running":
                 return
             if state != "prelaunch":
-                await client.execute("system_reset")
+                await _reset(client)
             await client.execute("cont")
 
         self._run("power on (system_reset + cont)", session)
@@ -122,7 +122,7 @@ class QmpGuest:
             if await _status(client) in OFF_STATES:
                 return
             await client.execute("stop")
-            await client.execute("system_reset")
+            await _reset(client)
 
         self._run("hard power off (stop + system_reset)", session)
 
@@ -155,11 +155,23 @@ class QmpGuest:
     def cycle(self) -> None:
         """Reset the guest and make sure it runs (an off guest comes on)."""
         async def session(client: QMPClient) -> None:
-            await client.execute("system_reset")
+            await _reset(client)
             if await _status(client) != "running":
                 await client.execute("cont")
 
         self._run("power cycle (system_reset + cont)", session)
+
+
+async def _reset(client: QMPClient) -> None:
+    """system_reset, returning once QEMU has done it (its RESET event).
+
+    QEMU only queues the reset; a `cont` sent before it is done would find a guest in
+    state shutdown still needing the reset and be refused. The session's deadline bounds
+    the wait.
+    """
+    with client.listener(names=("RESET",)) as listener:
+        await client.execute("system_reset")
+        await listener.get()
 
 
 async def _status(client: QMPClient) -> str:
