@@ -1,4 +1,4 @@
-# vet: `make demo` runs a vetting of this machine, `make test` runs vet's own tests.
+# vet: `make demo` vets the virtual lab's three guests, `make test` runs vet's own tests.
 # Both install what they need first (apt packages, a virtualenv, the report tooling).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,10 +13,10 @@ APT_PACKAGES := stress-ng fio iperf3 lshw dmidecode pciutils util-linux smartmon
 export NODE_EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 NPM_FLAGS := --no-audit --no-fund --update-notifier=false
 PROFILE ?= quick
-INVENTORY ?= inventory/local
+INVENTORY ?= inventory/virtual
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system test lint demo report clean
+.PHONY: setup system test lint demo lab-up lab-down report clean
 
 setup: system $(BIN)/.installed node_modules/.package-lock.json
 
@@ -47,7 +47,8 @@ lint: setup
 test: setup lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
 
-# The main job: vet this machine with the quick profile, then build the report.
+# The main job: vet the virtual lab's three guests (PXE-booted from the live image) with
+# the quick profile, then build the report. INVENTORY=inventory/local vets this machine.
 # Vetting verdicts (pytest exit 1) are the demo's output, not its failure.
 demo: setup
 	@if [ "$(INVENTORY)" = inventory/local ] && [ ! -f inventory/local/host_vars/localhost.yml ]; then \
@@ -55,11 +56,27 @@ demo: setup
 	    echo "(edit it to say what the machine should be; see docs/INVENTORY.md)"; \
 	    $(BIN)/vet inventory draft > inventory/local/host_vars/localhost.yml; \
 	fi
+	@if [ "$(INVENTORY)" = inventory/virtual ]; then \
+	    $(BIN)/vet lab status --inventory $(INVENTORY) >/dev/null 2>&1 || \
+	    $(BIN)/vet lab up --inventory $(INVENTORY) || exit $$?; \
+	fi
 	@run_id=demo-$$(date +%Y%m%d-%H%M%S); \
+	workers=$$($(BIN)/vet inventory check $(INVENTORY) | grep -c ' power='); \
 	$(BIN)/pytest suites -m stage --inventory $(INVENTORY) --profile $(PROFILE) \
-	    --run-id $$run_id -p no:cacheprovider -rfEs; rc=$$?; \
+	    -n $$workers --run-id $$run_id -p no:cacheprovider -rfEs; rc=$$?; \
 	echo; $(BIN)/vet report --run $$run_id || exit $$?; \
+	if [ "$(INVENTORY)" = inventory/virtual ]; then \
+	    echo; echo "failed guests stay up for a look (vet lab status; the console log and"; \
+	    echo "events are under reports/runs/$$run_id/)."; \
+	    echo "bring the lab down with: make lab-down   (or: vet lab down)"; \
+	fi; \
 	[ $$rc -le 1 ] || exit $$rc
+
+lab-up: setup
+	$(BIN)/vet lab up --inventory inventory/virtual
+
+lab-down: setup
+	$(BIN)/vet lab down --inventory inventory/virtual
 
 report: setup
 	$(BIN)/vet report

@@ -175,7 +175,9 @@ def netboot(host: Host, *, run_id: str, console_log: Path, events: EventLog,
                         seconds=round(entry.at - powered_on_at, 2))
         channel = SshChannel(host.name, announce.ip, port=host.connection.port or 22,
                              user=host.connection.user or "root", key_filename=str(key_file),
-                             host_key_fingerprint=announce.hostkey_fingerprint)
+                             host_key_fingerprint=announce.hostkey_fingerprint,
+                             # A host that just booted may still be busy starting up.
+                             connect_timeout=SSH_DEADLINE_S)
         try:
             _verify_cmdline(host, channel, token_key, run_id, mac)
         except BaseException:

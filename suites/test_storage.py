@@ -13,9 +13,30 @@ from harness.probes.lsblk import parse_lsblk
 pytestmark = [pytest.mark.stage, pytest.mark.storage]
 
 
+#: Filesystems held in memory: a scratch file there exercises RAM, not a disk.
+RAM_FILESYSTEMS = ("tmpfs", "ramfs")
+
+
+def _backing_filesystem(host: HostUnderTest, directory: str) -> str:
+    """The filesystem type that really holds `directory` (an overlay's upper layer)."""
+    found = host.run(f"findmnt -n -o FSTYPE,OPTIONS -T {directory}", attach=False)
+    fstype, _, options = found.stdout.strip().partition(" ")
+    if fstype == "overlay":
+        upper = next((o.split("=", 1)[1] for o in options.split(",")
+                      if o.startswith("upperdir=")), None)
+        if upper:
+            return host.run(f"stat -f -c %T {upper}", attach=False).stdout.strip()
+    return fstype
+
+
 def test_fio_verified_scratch_file(host: HostUnderTest) -> None:
     p = host.params
     host.require("fio")
+    backing = _backing_filesystem(host, p["scratch_dir"])
+    if backing in RAM_FILESYSTEMS:
+        pytest.skip(f"scratch_dir {p['scratch_dir']} is on {backing} (in memory, as in the "
+                    "live image): a scratch file there would test RAM, not a disk; the read "
+                    "scan reads the disks")
     with host.scratch_path(p["scratch_dir"], "fio.dat") as path:
         result = host.run(
             f"fio --name=vet-verify --filename={path} --size={p['size_mib']}M "

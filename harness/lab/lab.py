@@ -200,6 +200,16 @@ class Lab:
             self._start_guest(state, index, guest)
         self._start_bmcs(state)
 
+    def add_guest(self, guest: GuestSpec) -> int:
+        """Start one more guest on the running lab that the inventory does not list (a
+        stranger: its MAC is not allowlisted). Returns its index; `down` removes it too."""
+        state = read_state(self.spec)
+        if state is None or not state.complete:
+            raise LabError(f"the lab {self.spec.netns} is not up")
+        index = sum(str(proc["what"]).startswith("qemu ") for proc in state.processes)
+        self._start_guest(state, index, guest)
+        return index
+
     def _start_guest(self, state: LabState, index: int, guest: GuestSpec) -> None:
         spec = self.spec
         gdir = spec.guest_dir(guest.name)
