@@ -208,7 +208,10 @@ DEFAULT_STEP_PATTERNS: Mapping[Step, StepPatterns] = MappingProxyType({
     ),
     Step.KERNEL: StepPatterns(
         starts=(r"Linux version \d",),
-        shows=(r"Decompressing Linux", r"Booting the kernel", r"Command line: ", r"EFI stub: "),
+        shows=(r"Decompressing Linux", r"Booting the kernel", r"Command line: ", r"EFI stub: ",
+               # vet's iPXE scripts say so as they hand over: the kernel itself is quiet
+               # at loglevel=4 (which keeps the command line, and its token, off the console).
+               r"^vet-ipxe: starting the kernel"),
     ),
     Step.INITRAMFS: StepPatterns(
         shows=(

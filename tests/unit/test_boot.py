@@ -524,3 +524,18 @@ def test_attached_to_a_running_host_a_reboot_is_unexpected() -> None:
     assert tracker.step is Step.USERSPACE
     findings = tracker.feed("[    0.000000] Linux version 6.1.0-18-amd64 (gcc-12)")
     assert [f.kind for f in findings] == ["unexpected-reboot"]
+
+
+def test_vet_ipxe_handover_marks_the_kernel_step() -> None:
+    """With loglevel=4 the kernel prints nothing of its own before the initrd speaks; the
+    iPXE script's last line is what shows the kernel started."""
+    tracker = BootTracker("node01")
+    tracker.power_on(at=0.0)
+    tracker.feed("iPXE initialising devices...ok", at=1.0)
+    tracker.feed("http://10.77.0.1:8080/initrd.img... ok", at=20.0)
+    assert tracker.step is Step.IPXE
+    tracker.feed("vet-ipxe: starting the kernel", at=21.0)
+    assert tracker.step is Step.KERNEL
+    tracker.feed("vet-initrd: [5.92] started (kernel 6.1.0-50-amd64)", at=27.0)
+    assert [(e.step, e.at) for e in tracker.timeline()][-2:] == [(Step.KERNEL, 21.0),
+                                                               (Step.INITRAMFS, 27.0)]
