@@ -69,7 +69,8 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 
 #: Every inventory variable vet reads; any other `vet_*` variable is reported as a typo.
 VET_VARIABLES: tuple[str, ...] = (
-    "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key", "vet_power",
+    "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key",
+    "vet_ssh_dead_after_s", "vet_power",
     "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
     "vet_pxe",
 )
@@ -736,8 +737,15 @@ class _HostReader:
                          f"vet_ssh_host_key {_show(host_key)} is not an SSH fingerprint; write "
                          "it as `ssh-keygen -lf <host key>` prints it: SHA256: and 43 characters")
                 host_key = None
+        dead_after = 5.0
+        dead_value = self.get("vet_ssh_dead_after_s")
+        if dead_value is not _MISSING and dead_value is not None:
+            checked = self.number("vet_ssh_dead_after_s", dead_value,
+                                  example="vet_ssh_dead_after_s: 20", maximum=600)
+            if checked is not None:
+                dead_after = float(checked)
         return Connection(kind=kind, address=address, user=user, port=port, key_file=key_file,
-                          host_key=host_key)
+                          host_key=host_key, dead_after_s=dead_after)
 
     def console_login(self) -> ConsoleLogin:
         value = self.get("vet_console_login")

@@ -38,6 +38,8 @@ class Connection:
     port: int | None = None
     key_file: str | None = None  # the controller's private key for this host
     host_key: str | None = None  # pinned host key fingerprint, "SHA256:..."
+    #: Seconds of silence after which an SSH peer counts as dead (vet_ssh_dead_after_s).
+    dead_after_s: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,8 @@ def netboot(host: Host, *, run_id: str, console_log: Path, events: EventLog,
                              user=host.connection.user or "root", key_filename=str(key_file),
                              host_key_fingerprint=announce.hostkey_fingerprint,
                              # A host that just booted may still be busy starting up.
-                             connect_timeout=SSH_DEADLINE_S)
+                             connect_timeout=SSH_DEADLINE_S,
+                             dead_after=host.connection.dead_after_s)
         try:
             _verify_cmdline(host, channel, token_key, run_id, mac)
         except BaseException:

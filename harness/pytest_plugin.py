@@ -324,6 +324,7 @@ def channel_for(spec: Host) -> Channel:
     return SshChannel(
         spec.name, conn.address or spec.name, port=conn.port or 22, user=conn.user or "root",
         key_filename=conn.key_file, host_key_fingerprint=conn.host_key,
+        dead_after=conn.dead_after_s,
     )
 
 

@@ -11,15 +11,17 @@ from typing import Any
 from harness.states import STAGES
 from harness.store import Store
 
-_WORST = ("error", "failed", "skipped", "passed")
+#: Which test outcome speaks for a stage: a failure over a pass, and a pass over a
+#: skip (a stage whose one test did not apply but whose others passed, passed).
+_WORST = ("error", "failed", "passed", "skipped")
 
 
 def stage_outcomes(store: Store, run_id: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """host -> stage -> {outcome, duration_s, reason}, the worst test outcome per stage."""
+    """host -> stage -> {outcome, duration_s, reason}, the outcome that speaks for each stage."""
     table: dict[str, dict[str, dict[str, Any]]] = {h["name"]: {} for h in store.hosts(run_id)}
     for row in store.test_results(run_id):
         stages = table.setdefault(row["host"], {})
-        cell = stages.setdefault(row["stage"], {"outcome": "passed", "duration_s": 0.0,
+        cell = stages.setdefault(row["stage"], {"outcome": "skipped", "duration_s": 0.0,
                                                 "reason": ""})
         cell["duration_s"] += row["duration_s"]
         if _WORST.index(row["outcome"]) < _WORST.index(cell["outcome"]):

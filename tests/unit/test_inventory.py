@@ -907,3 +907,15 @@ vet_console_login: {user: root, password: 123456.75, shell: bash}
     assert "vet_console_login.password is not text (value not shown)" in text
     assert "123456" not in text
     assert "shell" in text  # unknown key named
+
+
+def test_ssh_dead_after(tmp_path: Path) -> None:
+    write(tmp_path, {"hosts.yml": hosts_yml("node01", "node02"),
+                     "host_vars/node01.yml": with_mac(1, "vet_ssh_dead_after_s: 30\n"),
+                     "host_vars/node02.yml": with_mac(2)})
+    hosts = {h.name: h for h in load_inventory(tmp_path)}
+    assert hosts["node01"].connection.dead_after_s == 30.0
+    assert hosts["node02"].connection.dead_after_s == 5.0
+    write(tmp_path, {"host_vars/node02.yml": with_mac(2, "vet_ssh_dead_after_s: never\n")})
+    with pytest.raises(InventoryError, match="vet_ssh_dead_after_s 'never' is not a number"):
+        load_inventory(tmp_path)
