@@ -240,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vet lab status | head`): not an error worth a traceback.
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

@@ -535,7 +535,7 @@ def test_vet_ipxe_handover_marks_the_kernel_step() -> None:
     tracker.feed("http://10.77.0.1:8080/initrd.img... ok", at=20.0)
     assert tracker.step is Step.IPXE
     tracker.feed("vet-ipxe: starting the kernel", at=21.0)
-    assert tracker.step is Step.KERNEL
+    assert tracker.timeline()[-1].step is Step.KERNEL
     tracker.feed("vet-initrd: [5.92] started (kernel 6.1.0-50-amd64)", at=27.0)
     assert [(e.step, e.at) for e in tracker.timeline()][-2:] == [(Step.KERNEL, 21.0),
                                                                (Step.INITRAMFS, 27.0)]
