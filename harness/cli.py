@@ -143,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     image_build.add_argument("--output", default=None, help="also place the artifacts here")
     image_build.set_defaults(func=cmd_image_build)
 
+    pxe = sub.add_parser("pxe", help="the PXE server hosts boot from")
+    pxe_sub = pxe.add_subparsers(dest="pxe_command", required=True)
+    pxe_setup = pxe_sub.add_parser(
+        "setup", help="render dnsmasq (MAC allowlist), TFTP and HTTP roots for an inventory "
+                      "(pxe_server.yml); in service mode also install and start the units")
+    pxe_setup.add_argument("--inventory", required=True)
+    pxe_setup.add_argument("--hosts", default=None, help="host pattern, as ansible --limit")
+    pxe_setup.add_argument("--vault-password-file", default=None)
+    pxe_setup.add_argument("--image-dir", default=None,
+                           help="live image directory (default: vet image build, cached)")
+    pxe_setup.set_defaults(func=cmd_pxe_setup)
+
     lab = sub.add_parser("lab", help="the virtual lab: QEMU guests PXE-booting the live image")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     for name, func, text in (
@@ -172,6 +184,37 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 LAB_INVENTORY = "inventory/virtual"
+
+
+def cmd_pxe_setup(args: argparse.Namespace) -> int:
+    """Render the PXE server for an inventory's hosts (pxe_server.yml via ansible-runner)."""
+    from harness.image import build_image
+    from harness.inventory import load_inventory
+    from harness.provision import setup_pxe_server
+
+    hosts = [h for h in load_inventory(args.inventory, args.hosts, args.vault_password_file)
+             if h.pxe is not None]
+    if not hosts:
+        raise VetError(f"{args.inventory}: no host has vet_pxe; see docs/PXE.md")
+    servers = {h.pxe for h in hosts}
+    if len(servers) > 1:
+        raise VetError(f"{args.inventory}: the hosts name {len(servers)} different vet_pxe "
+                       "settings; set up one PXE server at a time with --hosts")
+    pxe = hosts[0].pxe
+    assert pxe is not None
+    image_dir = Path(args.image_dir) if args.image_dir else build_image(
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True)).directory
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("task") and event.get("event") in ("runner_on_ok", "runner_on_failed"):
+            mark = "changed" if event.get("changed") else event.get("status", "ok")
+            print(f"  {event['task']}: {mark}", flush=True)
+
+    setup_pxe_server(pxe, hosts, image_dir, on_event=show)
+    booting = [h.name for h in hosts if h.macs]
+    print(f"PXE server ({pxe.mode}) for {len(booting)} host(s) on {pxe.interface}: "
+          f"TFTP {pxe.root}/tftp, HTTP http://{pxe.server}:{pxe.http_port}/")
+    return 0
 
 
 def _lab(args: argparse.Namespace) -> Any:

@@ -444,3 +444,27 @@ def test_rendered_dnsmasq_serves_only_listed_macs(rendered: Rendered, tmp_path: 
         log.close()
     assert gone(dnsmasq.pid)
     assert "FAILED" not in errors
+
+
+def test_vet_pxe_setup_command(tmp_path: Path, runner_tmp: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`vet pxe setup` renders the server for the inventory's PXE hosts."""
+    from harness.cli import main
+
+    inventory = tmp_path / "inv"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    node01:\n      ansible_host: 10.77.0.11\n"
+        "      vet_macs: ['52:54:00:aa:00:01']\n    local:\n      ansible_connection: local\n")
+    (inventory / "group_vars" / "all.yml").write_text(
+        "vet_pxe:\n  server: 10.77.0.1\n  interface: br-test\n"
+        "  dhcp_range: '10.77.0.100,10.77.0.200'\n"
+        f"  root: {tmp_path / 'root'}\n  mode: lab\n")
+    image = fake_image(tmp_path / "image")
+    assert main(["pxe", "setup", "--inventory", str(inventory), "--image-dir", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "PXE server (lab) for 1 host(s) on br-test" in out
+    conf = (tmp_path / "root" / "dnsmasq.conf").read_text()
+    assert "dhcp-host=52:54:00:aa:00:01,10.77.0.11,node01" in conf
+    assert main(["pxe", "setup", "--inventory", str(tmp_path / "nowhere"),
+                 "--image-dir", str(image)]) == 2
