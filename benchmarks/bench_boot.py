@@ -28,7 +28,7 @@ from harness.events import EventLog
 from harness.image import build_image
 from harness.models import Host
 from harness.netboot import BootedHost, netboot
-from tests.fixtures.lab import guest, test_lab
+from tests.fixtures.lab import guest, lab_for
 
 STEPS = (Step.FIRMWARE, Step.IPXE, Step.INITRAMFS, Step.USERSPACE, Step.READY)
 
@@ -92,7 +92,7 @@ def main() -> int:
     names = [f"bench{i}" for i in range(1, args.together + 1)]
     guests = [guest(n, 20 + i, power="qemu", memory_mib=args.memory) for i, n in
               enumerate(names)]
-    with test_lab(guests, image) as lab, tempfile.TemporaryDirectory() as tmp:
+    with lab_for(guests, image) as lab, tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_STATE_HOME"] = lab.env["XDG_STATE_HOME"]
         hosts = {h.name: h for h in lab.hosts}
         print(f"lab up: {lab.lab.spec.netns}, accelerator {lab.lab.status()['accel']}")

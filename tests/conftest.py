@@ -7,4 +7,6 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("vet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("vet")
 
-pytest_plugins = ["pytester", "tests.fixtures.serial_bridge", "tests.fixtures.sshd"]
+pytest_plugins = [
+    "pytester", "tests.fixtures.serial_bridge", "tests.fixtures.sshd", "tests.fixtures.lab",
+]

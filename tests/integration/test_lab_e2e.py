@@ -26,7 +26,7 @@ from harness.image import ImageArtifacts
 from harness.lab.spec import GuestSpec
 from harness.models import PowerConfig, Severity
 from harness.power.qmp import QmpGuest
-from tests.fixtures.lab import free_port, guest, ipmitool, test_lab
+from tests.fixtures.lab import free_port, guest, ipmitool, lab_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_pxe_boot_runs_every_stage_and_releases_the_host(live_image: ImageArtifa
                                                          tmp_path: Path) -> None:
     spec = {"disks": [{"serial": "T11-NVME0", "size_gb": 0.27}], "memory": {"total_gib": 0.5,
                                                                            "tolerance_pct": 25}}
-    with test_lab([guest("vm-e2e", 11, spec=spec)], live_image, FAST_STAGES) as lab:
+    with lab_for([guest("vm-e2e", 11, spec=spec)], live_image, FAST_STAGES) as lab:
         reports = tmp_path / "reports"
         done = vet_pytest(lab.inventory, reports, lab.env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -92,7 +92,7 @@ def test_pxe_boot_runs_every_stage_and_releases_the_host(live_image: ImageArtifa
 
 def test_a_wrong_token_is_refused_before_any_stage(live_image: ImageArtifacts,
                                                    tmp_path: Path) -> None:
-    with test_lab([guest("vm-forged", 12, power="qemu")], live_image, FAST_STAGES) as lab:
+    with lab_for([guest("vm-forged", 12, power="qemu")], live_image, FAST_STAGES) as lab:
         reports = tmp_path / "reports"
         done = vet_pytest(lab.inventory, reports, lab.env, "-p", "tests.fixtures.forged_token")
         assert done.returncode == 1, done.stdout[-3000:]
@@ -115,7 +115,7 @@ def test_a_wrong_token_is_refused_before_any_stage(live_image: ImageArtifacts,
 
 def test_ipmitool_powers_a_guest_and_a_stranger_gets_no_lease(
         live_image: ImageArtifacts, tmp_path: Path) -> None:
-    with test_lab([guest("vm-bmc", 13)], live_image) as lab:
+    with lab_for([guest("vm-bmc", 13)], live_image) as lab:
         spec_lab = lab.lab.spec
         qmp = QmpGuest(spec_lab.qmp_socket(spec_lab.guests[0], "lab"))
         status = ipmitool(lab, "vm-bmc", "chassis", "power", "status")
