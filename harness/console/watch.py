@@ -25,7 +25,7 @@ from harness.console.boot import (
     BootTracker,
     Finding,
     LineMatcher,
-    clean_lines,
+    clean_block,
     evidence_lines,
 )
 from harness.models import Severity
@@ -156,8 +156,8 @@ class ConsoleWatch:
             first = self._seq
             self._remember(lines, at, log_offset)
             new: list[Finding] = []
-            text = clean_lines(lines)
-            for index, matched in self._matcher.scan(text):
+            text, joined = clean_block(lines)
+            for index, matched in self._matcher.scan(text, joined):
                 pattern = self.patterns[matched[0]]
                 new.append(Finding(
                     kind=pattern.name, severity=pattern.severity,
