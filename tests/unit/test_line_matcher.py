@@ -37,7 +37,7 @@ def _regexes() -> list[str]:
     regexes += [e.regex for e in (*DEFAULT_NETBOOT_ERRORS, *DEFAULT_OS_ERRORS)]
     for patterns in DEFAULT_STEP_PATTERNS.values():
         regexes += [*patterns.starts, *patterns.shows]
-    return regexes + [NO_LITERAL, NON_ASCII, r"abcd", r"cdef"]
+    return [*regexes, NO_LITERAL, NON_ASCII, r"abcd", r"cdef"]
 
 
 REGEXES = _regexes()
