@@ -26,7 +26,7 @@ _QUICK: dict[str, Params] = {
         "max_bogo_ops_drop_pct": None,
     },
     "storage": {
-        "mode": "scratch-file",  # non-destructive: a file in scratch_dir, verified and removed
+        # A file in scratch_dir, written, verified and removed (never the disk itself).
         "scratch_dir": "/var/tmp",
         "size_mib": 64,
         "runtime_s": 10,
@@ -36,6 +36,12 @@ _QUICK: dict[str, Params] = {
         # Read-only pass over the first MiB of every disk (0: off). Reading never
         # changes a disk; it finds the sectors a dying disk can no longer return.
         "read_scan_mib": 0,
+        # "non-destructive" (scratch file and read scan only) or "destructive": fio
+        # writes and verifies the expected disks themselves, behind four gates
+        # (harness/safety.py). Only for hosts whose disks may be wiped.
+        "mode": "non-destructive",
+        "write_mib": 256,  # per disk, from its start; 0: the whole disk
+        "wipe_probe_override": [],  # serials the operator allows to overwrite despite data
     },
     "network": {
         "duration_s": 5,
@@ -47,13 +53,13 @@ _QUICK: dict[str, Params] = {
 
 _STANDARD_OVERRIDES: dict[str, Params] = {
     "cpu": {"duration_s": 600},
-    "storage": {"size_mib": 4096, "runtime_s": 300, "read_scan_mib": 4096},
+    "storage": {"size_mib": 4096, "runtime_s": 300, "read_scan_mib": 4096, "write_mib": 8192},
     "network": {"duration_s": 60, "streams": 4},
 }
 
 _BURNIN_OVERRIDES: dict[str, Params] = {
     "cpu": {"duration_s": 4 * 3600},
-    "storage": {"size_mib": 16384, "runtime_s": 3600, "read_scan_mib": 65536},
+    "storage": {"size_mib": 16384, "runtime_s": 3600, "read_scan_mib": 65536, "write_mib": 0},
     "network": {"duration_s": 600, "streams": 4},
 }
 

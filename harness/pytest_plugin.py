@@ -264,6 +264,9 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     if is_netbooted(spec):
         booted = _boot(run, spec, ctx, events)
         vetted = HostUnderTest(spec, booted.channel, ctx, run.params(spec), events=events)
+        vetted.facts["netboot"] = {"mac": booted.announce.mac or spec.macs[0],
+                                   "ip": booted.announce.ip,
+                                   "hostkey": booted.announce.hostkey_fingerprint}
         if booted.console is not None and booted.watch is not None:
             vetted.attach_console(booted.console, booted.watch, subscribed=True)
     else:

@@ -1,5 +1,6 @@
-"""Storage (non-destructive): fio writes and verifies a scratch file, and reads the start
-of every disk (read-only) to find sectors the disk can no longer return."""
+"""Storage: fio writes and verifies a scratch file; reads the start of every disk
+(read-only) to find sectors the disk can no longer return; and, only in destructive mode
+and behind four safety gates (harness/safety.py), writes and verifies the expected disks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from harness.host import HostUnderTest
 from harness.probes import ParseError
 from harness.probes.fio import parse_fio
 from harness.probes.lsblk import parse_lsblk
+from harness.safety import Gate, check_disks
 
 pytestmark = [pytest.mark.stage, pytest.mark.storage]
 
@@ -93,3 +95,53 @@ def test_every_disk_reads_back(host: HostUnderTest) -> None:
             failures.append(f"{disk.path} ({disk.serial or 'no serial'}): read error within "
                             f"the first {size_mib} MiB (errno {job.error})")
     assert not failures, "disk read scan failed: " + "; ".join(failures)
+
+
+def test_destructive_write_verify(host: HostUnderTest) -> None:
+    """Overwrite and verify each expected disk, only where all four safety gates pass."""
+    p = host.params
+    if p.get("mode") != "destructive":
+        pytest.skip(f"storage.mode is {p.get('mode')!r}: the disks are not written (set "
+                    "storage.mode: destructive for hosts whose disks may be wiped)")
+    host.require("fio")
+    host.require("wipefs", "util-linux")
+    disks = check_disks(host, overrides=p.get("wipe_probe_override") or ())
+    host.record("storage gates", disks)
+    held = [d for d in disks if d.data_found]
+    assert not held, "wipe probe: " + "; ".join(
+        f"{d.path} ({d.serial}): {d.gate(Gate.WIPE_PROBE).detail}" for d in held) + \
+        " - nothing was written; the host is kept for a human to decide"
+    targets = [d for d in disks if d.writable]
+    if not targets:
+        blocked = "; ".join(f"{d.path} ({d.serial or 'no serial'}): "
+                            + ", ".join(f"{g.gate} ({g.detail})" for g in d.failed())
+                            for d in disks)
+        pytest.skip(f"no disk passed every safety gate, nothing written: {blocked}")
+    failures = []
+    for disk in targets:
+        size = disk.size_bytes or 0
+        write_mib = int(p.get("write_mib") or 0)
+        size_mib = min(write_mib, size // 2**20) if write_mib else size // 2**20
+        name = disk.path.rsplit("/", 1)[-1]
+        result = host.run(
+            f"fio --name=vet-write-{name} --filename={disk.path} --rw=write --bs=1M "
+            f"--size={size_mib}M --ioengine=libaio --direct=1 --iodepth=8 --verify=crc32c "
+            f"--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output-format=json",
+            timeout=max(300, size_mib // 2))
+        try:
+            fio = parse_fio(result.stdout)
+        except ParseError:
+            failures.append(f"{disk.path} ({disk.serial}): fio exited {result.exit_status}: "
+                            f"{(result.stderr or result.stdout)[-200:]}")
+            continue
+        host.record(f"write-verify {name}", fio)
+        job = fio.jobs[0]
+        if job.write is not None:
+            host.measure(f"write_bw_{name}", job.write.bw_bytes_per_s, "B/s")
+            host.measure(f"write_iops_{name}", job.write.iops, "IOPS")
+        if fio.verify_errors or fio.total_errors or job.error or result.exit_status != 0:
+            failures.append(f"{disk.path} ({disk.serial}): "
+                            + ("verification failed" if fio.verify_errors else
+                               f"I/O error (errno {job.error})")
+                            + f" in the first {size_mib} MiB")
+    assert not failures, "write-verify failed: " + "; ".join(failures)
