@@ -105,6 +105,13 @@ def cmd_inventory_draft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Parse and judge one captured tool output: exit 0/1/2/3 (docs/JUDGE.md)."""
+    from harness.judge.tools import main_judge
+
+    return main_judge(args.tool, args.file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vet", description=__doc__)
     parser.add_argument("--reports-dir", default="reports", help="default ./reports")
@@ -134,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     draft = inv_sub.add_parser(
         "draft", help="print host_vars YAML describing this machine (a first vet_spec)")
     draft.set_defaults(func=cmd_inventory_draft)
+
+    judge = sub.add_parser(
+        "judge", help="judge a tool's output captured anywhere: JSON record, verdict, reasons; "
+                      "exit 0 healthy, 1 warning, 2 failing, 3 cannot judge (docs/JUDGE.md)")
+    judge.add_argument("tool", nargs="?", help="smartctl, nvidia-smi, ipmitool, dmesg, ...")
+    judge.add_argument("file", nargs="?", help="the captured output, or - for stdin")
+    judge.set_defaults(func=cmd_judge)
 
     image = sub.add_parser("image", help="the live image hosts PXE-boot into")
     image_sub = image.add_subparsers(dest="image_command", required=True)
