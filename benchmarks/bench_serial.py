@@ -7,6 +7,7 @@
      vet SerialChannel       reader thread + timestamped console log + pexpect session
                              (delayafterread=None, maxread 1 MiB, search window 2 MiB)
      vet + ConsoleWatch      the same with harness.console.watch matching every line
+     vet + watch + tracker   ConsoleWatch with a BootTracker (following the boot)
      pexpect fdspawn, tuned  the bare configuration vet uses, no thread, no log
      pexpect fdspawn, defaults  maxread 2000, delayafterread 0.1 ms (the ~7 MB/s cap)
      labgrid SerialDriver    labgrid's driver + ConsoleExpectMixin.expect (one byte a
@@ -17,7 +18,11 @@
      labgrid ShellDriver.run labgrid's shell driver on the same kind of endpoint
 
     .venv/bin/python benchmarks/bench_serial.py [--sizes 1 5 10 50] [--labgrid-kib 16 64 256]
-                                                [--runs 500] [--repeat 3]
+        [--runs 500] [--repeat 3] [--parts stream round-trip] [--baseline DIR]
+
+--baseline DIR times each vet stream row twice, alternately: with the harness of DIR (an
+older commit unpacked with `git archive`) and with this checkout's, each in a fresh
+interpreter; the DIR figures print as "[before]" rows.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import secrets
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,8 +45,11 @@ import pexpect
 import pexpect.fdpexpect
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the tests' console endpoint (socat + login shell)
+# The tests' console endpoint (socat + login shell); VET_BENCH_TREE: another checkout's
+# harness and tests, for --baseline.
+sys.path.insert(0, os.environ.get("VET_BENCH_TREE", str(REPO)))
 
+from harness.console.boot import BootPolicy, BootTracker  # noqa: E402
 from harness.console.markers import frame  # noqa: E402
 from harness.console.serial import MAXREAD, SEARCH_WINDOW, SerialChannel  # noqa: E402
 from harness.console.watch import ConsoleWatch  # noqa: E402
@@ -105,14 +114,16 @@ class Pusher:
         self.thread.join(timeout=10)
 
 
-def stream_vet(payload: bytes, marker: bytes, watch: bool = False) -> float:
+def stream_vet(payload: bytes, marker: bytes, watch: bool = False,
+               tracker: bool = False) -> float:
     pusher = Pusher(payload)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "console.log"
         channel = SerialChannel("bench", f"socket://127.0.0.1:{pusher.port}", console_log=log)
         channel.open()
         if watch:
-            channel.subscribe_lines(ConsoleWatch(host="bench").feed_lines)
+            boot = BootTracker("bench", BootPolicy(deadlines={})) if tracker else None
+            channel.subscribe_lines(ConsoleWatch(host="bench", tracker=boot).feed_lines)
         with channel.console(timeout=600) as con:
             con.send(b"g")
             started = time.perf_counter()
@@ -241,25 +252,52 @@ def round_trip_labgrid(workdir: Path, runs: int) -> dict[str, float]:
         endpoint.stop()
 
 
+VET_STREAMS: dict[str, Callable[[bytes, bytes], float]] = {
+    "vet SerialChannel": stream_vet,
+    "vet + ConsoleWatch": lambda p, m: stream_vet(p, m, watch=True),
+    "vet + watch + tracker": lambda p, m: stream_vet(p, m, watch=True, tracker=True),
+}
+
+
+def stream_in(tree: Path, name: str, size: int) -> float:
+    """Seconds of the vet stream row `name` in a fresh interpreter using `tree`'s harness."""
+    env = dict(os.environ, VET_BENCH_TREE=str(tree))
+    out = subprocess.run([sys.executable, __file__, "--one", name, str(size)], env=env,
+                         capture_output=True, text=True, check=True, timeout=3600)
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 50], help="MB")
-    parser.add_argument("--labgrid-kib", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--labgrid-kib", type=int, nargs="*", default=[16, 64, 256])
     parser.add_argument("--runs", type=int, default=500, help="round trips per row")
     parser.add_argument("--repeat", type=int, default=3,
                         help="stream runs per row; the fastest counts (a shared machine is noisy)")
+    parser.add_argument("--parts", nargs="+", choices=["stream", "round-trip"],
+                        default=["stream", "round-trip"])
+    parser.add_argument("--baseline", type=Path, help="a checkout whose harness to compare with")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # NAME SIZE, for --baseline
     args = parser.parse_args()
+    if args.one:
+        name, size = args.one[0], int(args.one[1])
+        payload, marker = boot_log(size)
+        print(VET_STREAMS[name](payload, marker))
+        return
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews this)\n")
+    if "stream" in args.parts:
+        streams(args)
+    if "round-trip" in args.parts:
+        round_trips(args)
 
+
+def streams(args: argparse.Namespace) -> None:
     print("Console stream: expect_exact a marker after N bytes of boot-log lines (socket://)")
     print(f"{'reader':28} {'size':>9} {'seconds':>9} {'MB/s':>9} {'ns/byte':>9}")
     rows: list[tuple[str, int, Callable[[bytes, bytes], float]]] = []
-    for mb in args.sizes:
-        rows.append(("vet SerialChannel", mb * MB, stream_vet))
-    for mb in args.sizes:
-        rows.append(("vet + ConsoleWatch", mb * MB,
-                     lambda p, m: stream_vet(p, m, watch=True)))
+    for name, measure in VET_STREAMS.items():
+        rows += [(name, mb * MB, measure) for mb in args.sizes]
     for mb in args.sizes:
         rows.append(("pexpect fdspawn, tuned", mb * MB,
                      lambda p, m: stream_pexpect(p, m, tuned=True)))
@@ -271,11 +309,21 @@ def main() -> None:
     for name, size, measure in rows:
         payload, marker = boot_log(size)
         repeat = args.repeat if size >= MB else 1  # labgrid's rows take minutes as it is
-        seconds = min(measure(payload, marker) for _ in range(repeat))
         label = f"{size // MB} MB" if size >= MB else f"{size // 1024} KiB"
-        print(f"{name:28} {label:>9} {seconds:9.3f} {size / MB / seconds:9.4g} "
-              f"{seconds / size * 1e9:9.1f}", flush=True)
+        if args.baseline is not None and name in VET_STREAMS:
+            before, after = [], []
+            for _ in range(repeat):  # alternately, so both see the same load
+                before.append(stream_in(args.baseline.resolve(), name, size))
+                after.append(measure(payload, marker))
+            results = [(f"{name} [before]", min(before)), (name, min(after))]
+        else:
+            results = [(name, min(measure(payload, marker) for _ in range(repeat)))]
+        for row, seconds in results:
+            print(f"{row:28} {label:>9} {seconds:9.3f} {size / MB / seconds:9.4g} "
+                  f"{seconds / size * 1e9:9.1f}", flush=True)
 
+
+def round_trips(args: argparse.Namespace) -> None:
     print(f"\nRound trip of `true` over a login shell behind socat ({args.runs} runs)")
     print(f"{'channel':28} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9}")
     labgrid_runs = min(args.runs, 100)

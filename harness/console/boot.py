@@ -356,10 +356,15 @@ def clean_lines(lines: Sequence[str]) -> list[str]:
     return clean_block(lines)[0]
 
 
-def clean_block(lines: Sequence[str]) -> tuple[list[str], str | None]:
+def clean_block(lines: Sequence[str], joined: str | None = None,
+                longest: int | None = None) -> tuple[list[str], str | None]:
     """clean_lines(lines), and those lines joined by newlines when that came for free
-    (None otherwise): LineMatcher.scan takes it and saves joining them again."""
-    text = "\n".join(lines)
+    (None otherwise): LineMatcher.scan takes it and saves joining them again.
+
+    `joined` ("\\n".join(lines)) and `longest` (the longest line's length): when the
+    caller has them already (ConsoleWatch needs both for its ring).
+    """
+    text = "\n".join(lines) if joined is None else joined
     newline_free = False  # known: no line holds a newline of its own
     if "\r" in text:  # serial consoles end lines with CRLF: drop those CRs for the whole block
         text = text.replace("\r\n", "\n")
@@ -372,7 +377,10 @@ def clean_block(lines: Sequence[str]) -> tuple[list[str], str | None]:
         else:
             lines = [line.rstrip("\r") for line in lines]
             text = "\n".join(lines)
-    if max(map(len, lines), default=0) <= MATCH_LIMIT:
+        longest = None  # the lines changed
+    if longest is None:
+        longest = max(map(len, lines), default=0)
+    if longest <= MATCH_LIMIT:
         if text.isascii():  # O(1); the usual console. bytes.translate runs at GB/s.
             odd = text.encode("ascii").translate(None, _KEPT_ASCII)
             if not odd:
@@ -622,6 +630,7 @@ class LineMatcher:
                   for n in _overlapping(trigger, self.triggers))
             for trigger in self.triggers)
         self._finder = _LiteralFinder(self.triggers)
+        self._searches = tuple(regex.search for regex in self.regexes)
 
     def scan(self, lines: Sequence[str],
              joined: str | None = None) -> list[tuple[int, list[int]]]:
@@ -637,22 +646,21 @@ class LineMatcher:
         if joined is None:
             joined = lines[0] if len(lines) == 1 else "\n".join(lines)
         block = joined
-        candidates: dict[int, set[int]] = {}
-        starts: list[int] = []
+        candidates: dict[int, set[int]] = {}  # line index -> regexes to search it with
         hits = self._finder.find(block)
         if hits:
-            starts = _line_starts(lines)
-            wanted: set[int] = set()
-            line, following = "", 0  # the line of the last hit; where the next one starts
-            for trigger, position in hits:
-                if position >= following:
-                    index = bisect.bisect_right(starts, position) - 1
-                    line, following = lines[index], starts[index + 1]
-                    wanted = candidates[index] = set()
-                wanted.update(self._wants[trigger])
-                for hidden, regexes in self._hides[trigger]:
-                    if hidden in line:
+            wants, hides = self._wants, self._hides
+            for (trigger, _), index in zip(hits, _lines_of(block, lines, [p for _, p in hits]),
+                                           strict=True):
+                wanted = candidates.get(index)
+                if wanted is None:
+                    wanted = candidates[index] = set(wants[trigger])
+                else:
+                    wanted.update(wants[trigger])
+                for hidden, regexes in hides[trigger]:
+                    if hidden in lines[index]:
                         wanted.update(regexes)
+        starts: list[int] = []
         for regex_index in self._unfiltered:
             for match in self.regexes[regex_index].finditer(block):
                 if not starts:
@@ -661,13 +669,31 @@ class LineMatcher:
                 last = bisect.bisect_right(starts, max(match.end() - 1, match.start())) - 1
                 for index in range(first, last + 1):
                     candidates.setdefault(index, set()).add(regex_index)
+        searches = self._searches
         found: list[tuple[int, list[int]]] = []
-        for index in sorted(candidates):
+        # Hits come by ascending offset, so their lines are in order unless others joined.
+        for index in sorted(candidates) if starts else candidates:
             text = lines[index]
-            matched = [n for n in sorted(candidates[index]) if self.regexes[n].search(text)]
+            matched = [n for n in sorted(candidates[index]) if searches[n](text)]
             if matched:
                 found.append((index, matched))
         return found
+
+
+def _lines_of(block: str, lines: Sequence[str], positions: Sequence[int]) -> list[int]:
+    """Index of the line each of `positions` (ascending offsets in block, which is
+    "\\n".join(lines)) lies in: the newlines before it, counted in C between positions."""
+    indexes = []
+    index = previous = 0
+    for position in positions:
+        index += block.count("\n", previous, position)
+        previous = position
+        indexes.append(index)
+    if index + block.count("\n", previous) == len(lines) - 1:
+        return indexes
+    # A line holds a newline of its own (a cleaned CR segment): counting overshoots.
+    starts = _line_starts(lines)
+    return [bisect.bisect_right(starts, position) - 1 for position in positions]
 
 
 def _line_starts(lines: Sequence[str]) -> list[int]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from harness.console.boot import (
+    EVIDENCE_LIMIT,
     BootTracker,
     Finding,
     LineMatcher,
@@ -154,10 +155,13 @@ class ConsoleWatch:
         at = self._clock() if at is None else at
         with self._cond:
             first = self._seq
-            self._remember(lines, at, log_offset)
+            joined = "\n".join(lines)
+            longest = max(map(len, lines), default=0)
+            chars = len(joined) - len(lines) + 1 if lines else 0  # the newlines are not kept
+            self._remember(lines, at, log_offset, longest, chars)
             new: list[Finding] = []
-            text, joined = clean_block(lines)
-            for index, matched in self._matcher.scan(text, joined):
+            text, cleaned_joined = clean_block(lines, joined, longest)
+            for index, matched in self._matcher.scan(text, cleaned_joined):
                 pattern = self.patterns[matched[0]]
                 new.append(Finding(
                     kind=pattern.name, severity=pattern.severity,
@@ -251,9 +255,15 @@ class ConsoleWatch:
 
     # ---- internals (called with the lock held)
 
-    def _remember(self, lines: Sequence[str], at: float, log_offset: int | None) -> None:
-        kept = tuple(evidence_lines(lines))
-        size = sum(map(len, kept))
+    def _remember(self, lines: Sequence[str], at: float, log_offset: int | None,
+                  longest: int, chars: int) -> None:
+        """Keep the block in the ring. `longest`: its longest line; `chars`: its size (both
+        known to feed_lines already, so no pass over the lines is made twice)."""
+        if longest <= EVIDENCE_LIMIT:
+            kept, size = tuple(lines), chars
+        else:
+            kept = tuple(evidence_lines(lines))
+            size = sum(map(len, kept))
         self._ring.append(_Block(self._seq, at, kept, size))
         self._seq += len(kept)
         self._lines += len(kept)

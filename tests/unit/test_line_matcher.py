@@ -25,6 +25,7 @@ from harness.console.boot import (
     clean_block,
     clean_line,
     clean_lines,
+    evidence_line,
 )
 from harness.console.watch import DEATH_PATTERNS, ConsoleWatch
 
@@ -113,6 +114,16 @@ def test_the_watch_reports_the_line_a_non_ascii_block_holds_its_death_string_in(
     assert [f.kind for f in findings] == ["bug"]
     assert findings[0].evidence[-1] == lines[2777]
     assert "2777" in findings[0].message
+
+
+@pytest.mark.parametrize("lines", [
+    [], [""], ["", ""], ["a", "bc"], ["x" * 5000, "y"], ["é\r", "\x1b[0m", "z" * 4096],
+])
+def test_the_watch_counts_exactly_what_its_ring_holds(lines: list[str]) -> None:
+    watch = ConsoleWatch()
+    watch.feed_lines(lines, at=1.0)
+    watch.feed_lines(["more"], at=2.0)
+    assert watch.memory() == (len(lines) + 1, sum(len(evidence_line(x)) for x in lines) + 4)
 
 
 @pytest.mark.parametrize("lines", [
