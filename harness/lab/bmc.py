@@ -39,6 +39,15 @@ _UNSPECIFIED = 0xFF
 _GUID_NAMESPACE = uuid.UUID("2f1b6a4e-5c1e-4d1f-9d49-7a7e6c5d0b01")
 
 
+#: IPMI completion code "node busy": the client may try again (a QMP socket that is busy
+#: or slow to answer on a loaded machine), unlike "unspecified error".
+_NODE_BUSY = 0xC0
+
+
+def _failure_code(exc: QmpError) -> int:
+    return _NODE_BUSY if exc.transient else _UNSPECIFIED
+
+
 class QmpBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     """An IPMI BMC whose chassis is one lab guest."""
 
@@ -57,7 +66,7 @@ class QmpBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             action()
         except QmpError as exc:
             print(f"bmc {self.name}: {what} failed: {exc}", file=sys.stderr, flush=True)
-            return _UNSPECIFIED
+            return _failure_code(exc)
         print(f"bmc {self.name}: {what}", file=sys.stderr, flush=True)
         return None
 
@@ -69,7 +78,7 @@ class QmpBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             super().get_chassis_status(session)
         except QmpError as exc:
             print(f"bmc {self.name}: chassis status failed: {exc}", file=sys.stderr, flush=True)
-            session.send_ipmi_response(code=_UNSPECIFIED)
+            session.send_ipmi_response(code=_failure_code(exc))
 
     def power_on(self) -> int | None:
         return self._power("power on", self.guest.power_on)

@@ -105,7 +105,10 @@ def classify_failure(stderr: str, *, bmc: str, username: str) -> BmcFailure:
         return BmcFailure(f"the BMC {bmc} refused privilege level {privilege.group(1)} for "
                           f"user {username!r}; give the user that level or set "
                           "vet_power.privilege (e.g. OPERATOR)", transient=False)
-    if "invalid command" in lowered or "not supported" in lowered:
+    # Only the failing command's own line: with -v, ipmitool also reports optional probes
+    # the BMC does not implement ("Invalid command"), which say nothing about this command.
+    last = lines[-1].lower() if lines else ""
+    if "invalid command" in last or "not supported" in last:
         return BmcFailure(f"the BMC {bmc} does not support this: {lines[-1]}",
                           transient=False)
     detail = "; ".join(line for line in lines if not line.startswith("Error: Unable to "

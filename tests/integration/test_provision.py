@@ -239,7 +239,8 @@ def test_provision_replace_and_release(tmp_path: Path, runner_tmp: Path) -> None
             r"kernel http://10\.77\.0\.1:8080/vmlinuz initrd=initrd\.img console=ttyS0,115200 "
             rf"loglevel=4 vet\.root=http://10\.77\.0\.1:8080/root\.squashfs vet\.run={run} "
             rf"vet\.token={re.escape(token)} vet\.sshkey=[A-Za-z0-9_-]+", lines[2]), lines[2]
-        assert lines[3:] == ["initrd http://10.77.0.1:8080/initrd.img", "boot"]
+        assert lines[3:] == ["initrd http://10.77.0.1:8080/initrd.img",
+                                "echo vet-ipxe: starting the kernel", "boot"]
         watch.assert_clean()
         assert os.listdir(runner_tmp) == []
     assert tokens[0] not in script.read_text()  # the second run replaced the first
