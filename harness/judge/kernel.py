@@ -18,18 +18,22 @@ from harness.probes.kernel_log import XID_CLASSES, KernelFinding, KernelLog, Sev
 
 _SEVERITY_VERDICT = {Severity.WARNING: Verdict.WARNING, Severity.ERROR: Verdict.FAILING,
                      Severity.FATAL: Verdict.FAILING}
-KIND_TEXT: Mapping[str, str] = {
-    "mce": "machine check (MCE): a CPU, cache or memory hardware error; read it with "
-           "rasdaemon/mcelog and the BMC SEL",
-    "hardware-error": "firmware-reported hardware error (APEI/GHES)",
-    "edac": "memory error reported by EDAC",
-    "aer": "PCIe AER error",
-    "pcie-link": "PCIe link too slow or narrow for the device (a x4 slot for a x8 card?)",
-    "io-error": "disk I/O error",
-    "nvme": "NVMe controller error",
-    "ata": "ATA link or command error (UNC: unreadable media; ICRC: cable)",
-    "xid": "NVIDIA XID",
-    "thermal": "CPU clock throttled by temperature: check cooling and airflow",
+KIND_TEXT: Mapping[str, tuple[str, str]] = {  # kind -> (what it is, what to do)
+    "mce": ("machine check (MCE)", "a CPU, cache or memory hardware error: read it with "
+            "rasdaemon/mcelog and the BMC SEL"),
+    "hardware-error": ("firmware-reported hardware error (APEI/GHES)",
+                       "read the BMC SEL for the failing part"),
+    "edac": ("memory error (EDAC)", "replace the DIMM named"),
+    "aer": ("PCIe AER error", "reseat the card; replace the card, riser or board if it repeats"),
+    "pcie-link": ("PCIe link too slow or narrow for the device",
+                  "move the card to a slot with more lanes, or accept the platform's wiring"),
+    "io-error": ("disk I/O error", "the disk could not read or write: check SMART, replace it"),
+    "nvme": ("NVMe controller error", "check SMART and the slot; replace the drive if it "
+             "repeats"),
+    "ata": ("ATA error", "UNC/IDNF: unreadable media, replace the disk; ICRC: replace the "
+            "cable"),
+    "xid": ("NVIDIA XID", ""),
+    "thermal": ("CPU clock throttled by temperature", "check cooling, fans and airflow"),
 }
 
 
@@ -59,7 +63,6 @@ def judge_kernel_log(log: KernelLog, limits: KernelLogThresholds | None = None) 
         count = sum(f.count for f in findings)
         first = findings[0]
         where = f" on {device}" if device else ""
-        example = f" (line {first.line}: {first.message[:160]!r})"
         if severity is Severity.INFO and kind != "xid":
             continue
         if severity is Severity.CORRECTED:
@@ -69,14 +72,17 @@ def judge_kernel_log(log: KernelLog, limits: KernelLogThresholds | None = None) 
         if kind == "xid" and code is not None:
             xid_class, description = XID_CLASSES.get(code, ("unknown", "not in vet's table"))
             verdict = limits.xid_class_verdicts.get(xid_class, Verdict.WARNING)
-            reasons.add(verdict, f"NVIDIA XID {code} ({description}; class {xid_class}){where}, "
-                                 f"{count}x{example}")
+            reasons.add(verdict, f"NVIDIA XID {code} ({description}; class {xid_class}){where}: "
+                                 f"{count}x, first at line {first.line}: "
+                                 f"{first.message[:160]!r}")
             continue
         verdict = _SEVERITY_VERDICT.get(severity, Verdict.WARNING)
         if kind == "thermal" and limits.thermal_fails:
             verdict = Verdict.FAILING
-        level = "" if severity is Severity.WARNING else f"{severity.value} "
-        reasons.add(verdict, f"{count}x {level}{KIND_TEXT.get(kind, kind)}{where}{example}")
+        what, advice = KIND_TEXT.get(kind, (kind, ""))
+        events = "event" if count == 1 else "events"
+        reasons.add(verdict, f"{what}{where}: {count} {severity.value} {events}, first at line "
+                             f"{first.line}: {first.message[:160]!r}; {advice}")
     if corrected > limits.corrected_warn_above:
         reasons.warn(f"{corrected} corrected hardware errors logged (warning above "
                      f"{limits.corrected_warn_above}): " + "; ".join(corrected_text[:6]))

@@ -35,9 +35,9 @@ def judge_ethtool(settings: EthtoolSettings, limits: EthtoolThresholds | None = 
     if speed is not None and expected is not None and speed < expected:
         reasons.fail(f"{name}: link at {speed} Mb/s, the spec expects {expected} Mb/s")
     elif speed is not None and best is not None and speed < best:
-        partner = [m for m in settings.partner_link_modes if m]
-        hint = " (the link partner advertises no faster mode)" if partner and max(
-            int(m.split("base")[0]) for m in partner) <= speed else ""
+        partner = settings.max_partner_speed_mbps
+        hint = (" (the link partner advertises no faster mode)"
+                if partner is not None and partner <= speed else "")
         reasons.warn(f"{name}: link negotiated {speed} Mb/s of the {best} Mb/s the port "
                      f"supports{hint}: check the cable, transceiver and switch port")
     if settings.duplex is not None and settings.duplex.lower() == "half":

@@ -40,9 +40,12 @@ class EthtoolSettings:
     @property
     def max_supported_speed_mbps(self) -> int | None:
         """The fastest supported link mode, e.g. 10000 for '10000baseT/Full'."""
-        speeds = [_mode_speed(mode) for mode in self.supported_link_modes]
-        known = [speed for speed in speeds if speed is not None]
-        return max(known) if known else None
+        return _fastest(self.supported_link_modes)
+
+    @property
+    def max_partner_speed_mbps(self) -> int | None:
+        """The fastest mode the link partner (the switch port) advertises."""
+        return _fastest(self.partner_link_modes)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,11 @@ def _is_continuation(line: str) -> bool:
     stripped = line.strip()
     return line.startswith(("\t ", "\t\t")) or (
         line.startswith(" " * 8) and "base" in stripped and ":" not in stripped)
+
+
+def _fastest(modes: tuple[str, ...]) -> int | None:
+    speeds = [speed for speed in map(_mode_speed, modes) if speed is not None]
+    return max(speeds) if speeds else None
 
 
 def _mode_speed(mode: str) -> int | None:

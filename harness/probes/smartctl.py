@@ -372,6 +372,8 @@ def _nvme(data: JsonDict) -> NvmeHealth | None:
     warning = opt_int(TOOL, log, "critical_warning", where)
     if warning is None:
         fail(TOOL, f"{where}: no 'critical_warning' (truncated?)")
+    if not 0 <= warning <= 255:
+        fail(TOOL, f"{where}.critical_warning: expected a byte (0..255), got {warning}")
     return NvmeHealth(
         critical_warning=warning,
         media_errors=opt_int(TOOL, log, "media_errors", where),
