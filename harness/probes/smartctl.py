@@ -11,7 +11,7 @@ result that says so; a document without `smartctl` and `device` blocks is not sm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.probes._common import (
     JsonDict,
@@ -50,9 +50,16 @@ NVME_CRITICAL_WARNING_BITS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class SmartExitStatus:
-    """smartctl's exit status; each property is one bit of smartctl(8)'s RETURN VALUES."""
+    """smartctl's exit status; each property is one bit of smartctl(8)'s RETURN VALUES.
+
+    `bits` spells out the set bits, so the JSON record of `vet judge` carries them too.
+    """
 
     value: int
+    bits: tuple[str, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", self.meanings())
 
     def bit(self, number: int) -> bool:
         return bool(self.value >> number & 1)
