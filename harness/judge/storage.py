@@ -197,7 +197,10 @@ def compare_smart(before: SmartReport, after: SmartReport,
     limits = limits or SmartThresholds()
     reasons = Reasons()
     name = after.label
-    if before.serial_number != after.serial_number or before.device_name != after.device_name:
+    # The serial is the drive's identity (device names can change across a reboot).
+    same = (before.serial_number == after.serial_number if before.serial_number
+            and after.serial_number else before.label == after.label)
+    if not same:
         reasons.inconclusive(f"the snapshots are of different drives ({before.label} before, "
                              f"{after.label} after)")
         return reasons.judgement()

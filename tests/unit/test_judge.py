@@ -197,6 +197,12 @@ def test_compare_smart_of_two_drives_is_inconclusive() -> None:
     before = parse_smartctl(corpus_text("smartctl", SEAGATE))
     other = parse_smartctl(corpus_text("smartctl", "ata-hdd_wdc-wd140edfz_a_healthy.json"))
     assert compare_smart(before, other).inconclusive
+    # The same drive (serial) under another name after a reboot is still compared.
+    renamed = smart(SEAGATE, device__name="/dev/sdq", device__info_name="/dev/sdq [SAT]",
+                    smart_status__passed=False)
+    judgement = compare_smart(before, renamed)
+    assert not judgement.inconclusive and judgement.verdict is F
+    assert judgement.reasons[0].startswith("/dev/sdq [SAT] (ST3500418AS")
 
 
 # --- nvidia-smi ---------------------------------------------------------------------------------
