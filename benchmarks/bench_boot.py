@@ -30,7 +30,7 @@ from harness.models import Host
 from harness.netboot import BootedHost, netboot
 from tests.fixtures.lab import guest, lab_for
 
-STEPS = (Step.FIRMWARE, Step.IPXE, Step.INITRAMFS, Step.USERSPACE, Step.READY)
+STEPS = (Step.FIRMWARE, Step.IPXE, Step.KERNEL, Step.INITRAMFS, Step.USERSPACE, Step.READY)
 
 
 def boot_all(names: list[str], lab_hosts: dict[str, Host], workdir: Path,

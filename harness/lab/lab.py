@@ -174,7 +174,8 @@ class Lab:
         self.progress(f"network: namespace {spec.netns}, bridge {spec.bridge} "
                       f"{spec.server_ip}/{spec.prefix_len}, controller {spec.controller_ip}")
         network.create(spec.netns, spec.bridge, f"{spec.server_ip}/{spec.prefix_len}",
-                       spec.veth_host, spec.veth_lab, f"{spec.controller_ip}/{spec.prefix_len}")
+                       spec.veth_host, spec.veth_lab, f"{spec.controller_ip}/{spec.prefix_len}",
+                       network.RA_ADDRESS if spec.pxe.ipv6_ra else None)
         self.progress("PXE server files (pxe_server.yml)")
         setup_pxe_server(spec.pxe, self.hosts, image_dir,
                          on_event=lambda event: None)

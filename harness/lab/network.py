@@ -59,8 +59,14 @@ def conflicting_routes(network: ipaddress.IPv4Network, own_device: str) -> list[
     return found
 
 
+#: The bridge's IPv6 address when the PXE server sends router advertisements: dnsmasq
+#: only advertises a prefix (dnsmasq.conf.j2: dhcp-range=fd77::,ra-only,64) that one of
+#: the interface's addresses is in. Without an answer iPXE waits ~13 s for IPv6.
+RA_ADDRESS = "fd77::1/64"
+
+
 def create(netns: str, bridge: str, server_cidr: str, veth_host: str, veth_lab: str,
-           controller_cidr: str) -> None:
+           controller_cidr: str, ipv6_cidr: str | None = None) -> None:
     """Namespace, bridge with the PXE server's address, and the controller's veth."""
     ip("netns", "add", netns)
     ip("-n", netns, "link", "set", "lo", "up")
@@ -69,6 +75,9 @@ def create(netns: str, bridge: str, server_cidr: str, veth_host: str, veth_lab: 
     ip("-n", netns, "link", "set", bridge, "type", "bridge", "stp_state", "0",
        "forward_delay", "0")
     ip("-n", netns, "addr", "add", server_cidr, "dev", bridge)
+    if ipv6_cidr:
+        # nodad: usable at once (duplicate address detection would hold it ~1 s).
+        ip("-n", netns, "addr", "add", ipv6_cidr, "dev", bridge, "nodad")
     ip("-n", netns, "link", "set", bridge, "up")
     ip("link", "add", veth_host, "type", "veth", "peer", "name", veth_lab)
     ip("link", "set", veth_lab, "netns", netns)
