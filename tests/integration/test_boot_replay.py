@@ -144,3 +144,20 @@ def test_ipxe_failing_over_and_over_is_a_boot_loop() -> None:
     kinds = [f.kind for f in tracker.findings]
     assert kinds.count("bootloop") == 1 and "ipxe-error" in kinds
     assert [e.step for e in tracker.timeline()] == [Step.FIRMWARE, Step.IPXE] * 3
+
+
+def test_a_real_lab_boot_is_tracked_through_every_step() -> None:
+    """The console of a real virtual-lab guest (SeaBIOS, QEMU's iPXE, Debian's kernel at
+    loglevel=4, the live image's initrd and systemd), recovered from its console.log."""
+    data = transcript_bytes("lab-vm-good-pxe-boot.txt")
+    tracker = BootTracker("vm-good")
+    findings: list[Finding] = []
+    with console_server(data, chunk=512) as port:
+        read_console(port, lambda lines, at: findings.extend(tracker.feed_lines(lines, at)))
+    assert findings == []
+    assert [e.step for e in tracker.timeline()] == [
+        Step.FIRMWARE, Step.IPXE, Step.KERNEL, Step.INITRAMFS, Step.USERSPACE, Step.READY]
+    assert tracker.ready is not None
+    assert (tracker.ready.ip, tracker.ready.mac) == ("10.77.0.11", "52:54:00:77:00:11")
+    assert tracker.ready.token_fingerprint is not None
+    assert tracker.ready.token_fingerprint != "none"
