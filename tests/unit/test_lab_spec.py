@@ -27,6 +27,8 @@ def test_the_shipped_lab_has_three_guests_each_powered_differently() -> None:
     assert {g.power.driver for g in spec.guests} == {"ipmi", "redfish", "qemu"}
     assert spec.netns == "vet-lab" and spec.bridge == "vetbr0"
     assert spec.controller_ip == "10.77.0.254" and str(spec.network) == "10.77.0.0/24"
+    # Every disk bus the lab offers is on a shipped guest.
+    assert {d.bus for g in spec.guests for d in g.disks} == {"nvme", "sata", "scsi", "virtio"}
     bad = guests["vm-baddisk"].disks
     assert [d.serial for d in bad if d.io_errors] == ["VMBAD-DATA0"]
     # vm-mismatch really lacks what its spec promises.
