@@ -7,8 +7,10 @@ events, evidence and an Allure step, so stage code stays an operator's checklist
 from __future__ import annotations
 
 import shlex
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,60 @@ class RunContext:
     profile: str
     store: Store
     run_dir: Path  # reports/runs/<run_id>
+
+
+#: At most one progress event per stage every this many seconds (the first and the
+#: final one always go out).
+PROGRESS_INTERVAL_S = 10.0
+
+
+class Progress:
+    """Throttled progress events of one long step (a stress run, a self-test, a write).
+
+    Events go to the host's event log only (kind `progress`), at most one per
+    `interval_s`, so a terminal or `vet status` can show elapsed, remaining and the
+    current figure without flooding the log or touching pytest's own output.
+    """
+
+    def __init__(self, events: EventLog, stage: str, total_s: float | None,
+                 interval_s: float = PROGRESS_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._events = events
+        self.stage = stage
+        self.total_s = total_s
+        self.interval_s = interval_s
+        self._clock = clock
+        self.started = clock()
+        self._last: float | None = None
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def update(self, percent: float | None = None, figure: str | None = None, *,
+               remaining_s: float | None = None, final: bool = False) -> bool:
+        """Emit a progress event unless one went out less than interval_s ago.
+
+        Without `percent`, it follows from the elapsed time and `total_s`; without
+        `remaining_s`, from the percent. `final` always emits (100 %). True if emitted.
+        """
+        now = self._clock()
+        with self._lock:
+            if not final and self._last is not None and now - self._last < self.interval_s:
+                return False
+            self._last = now
+            self.sent += 1
+        elapsed = now - self.started
+        if final:
+            percent, remaining_s = 100.0, 0.0
+        elif percent is None and self.total_s:
+            percent = min(99.0, 100.0 * elapsed / self.total_s)
+        if remaining_s is None and percent is not None and percent > 0:
+            remaining_s = max(0.0, elapsed * (100.0 - percent) / percent)
+        self._events.emit("harness", "progress", stage=self.stage,
+                          percent=None if percent is None else round(percent, 1),
+                          elapsed_s=round(elapsed, 1),
+                          remaining_s=None if remaining_s is None else round(remaining_s, 1),
+                          figure=figure)
+        return True
 
 
 def host_dir(ctx: RunContext, name: str) -> Path:
@@ -86,6 +142,8 @@ class HostUnderTest:
         self.watch: ConsoleWatch | None = None
         #: The first critical console finding (panic, reboot...), set by the reader thread.
         self.death: Finding | None = None
+        #: Seconds between two progress events of a stage (see Progress).
+        self.progress_interval_s = PROGRESS_INTERVAL_S
 
     def attach_console(self, console: SerialChannel, watch: ConsoleWatch,
                        subscribed: bool = False) -> None:
@@ -178,6 +236,42 @@ class HostUnderTest:
                 f"{(result.stderr or result.stdout).strip()[-500:]}"
             )
         return result
+
+    def progress(self, total_s: float | None = None, figure: str | None = None) -> Progress:
+        """A throttled progress reporter for a long step of the running stage.
+
+        Call `update(...)` as the step advances (e.g. per self-test poll), or use
+        `ticking(...)` around one long blocking command.
+        """
+        progress = Progress(self.events, self.stage, total_s, self.progress_interval_s)
+        progress.update(0.0, figure)
+        return progress
+
+    @contextmanager
+    def ticking(self, total_s: float | None, figure: str | None = None
+                ) -> Iterator[Progress]:
+        """Time-based progress events while one long command runs (e.g. stress-ng).
+
+        The command's own output is not progress, but its duration is known (`total_s`;
+        None: unknown, no percent), so a background thread emits an update every interval
+        until the block ends; it waits on an Event, so it stops as soon as the command
+        returns.
+        """
+        progress = self.progress(total_s, figure)
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(progress.interval_s):
+                progress.update(figure=figure)
+
+        ticker = threading.Thread(target=tick, name=f"progress-{self.name}", daemon=True)
+        ticker.start()
+        try:
+            yield progress
+        finally:
+            done.set()
+            ticker.join(timeout=5)
+        progress.update(figure=figure, final=True)
 
     def require(self, tool: str, package: str | None = None) -> None:
         """Fail clearly, naming the package to install, when a tool is missing."""
