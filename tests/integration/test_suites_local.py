@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SHORT_STAGES = {
     "cpu": {"duration_s": 3, "stressors": ["cpu", "matrix"], "workers_per_stressor": 1},
+    "memory": {"duration_s": 2, "workers": 1, "max_mib": 64},
     "storage": {"size_mib": 8, "runtime_s": 2},
     "network": {"duration_s": 1},
 }
@@ -52,7 +53,7 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
     inv = _inventory(tmp_path, {"cpu": {"threads": os.cpu_count()}})
     result = _vet(tmp_path, inv, "ok1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "5 passed" in result.stdout
+    assert "6 passed" in result.stdout
 
     reports = tmp_path / "reports"
     with Store(reports / "vet.sqlite") as store:
@@ -83,7 +84,8 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
     summary = json.loads((reports / "runs" / "ok1" / "summary.json").read_text())
     assert summary["totals"] == {"hosts": 1, "passed": 1, "failed": 0, "incomplete": 0}
     stages = [s["stage"] for s in summary["hosts"][0]["stages"]]
-    assert stages == ["inventory", "spec", "cpu", "storage", "network"]
+    assert stages == ["inventory", "spec", "smart", "cpu", "memory", "storage", "network",
+                      "gpu", "psu"]
     assert summary["run"]["params"]["hosts"]["localhost"]["cpu"]["duration_s"] == 3
 
 
@@ -100,8 +102,9 @@ def test_spec_mismatch_fails_spec_and_skips_later_stages(tmp_path: Path) -> None
         assert diffs["cpu.threads"] == "critical"
         assert diffs["memory.total_gib"] == "warning"  # more memory than expected
         outcomes = {r["stage"]: r["outcome"] for r in store.test_results("bad1")}
-        assert outcomes == {"inventory": "passed", "spec": "failed", "cpu": "skipped",
-                            "storage": "skipped", "network": "skipped"}
+        assert outcomes == {"inventory": "passed", "spec": "failed", "smart": "skipped",
+                            "cpu": "skipped", "memory": "skipped", "storage": "skipped",
+                            "network": "skipped", "gpu": "skipped", "psu": "skipped"}
         assert store.hosts("bad1")[0]["state"] == "Failed"
     # the spec diff is attached to the Allure result as an HTML table
     results = reports / "runs" / "bad1" / "allure-results"
