@@ -40,7 +40,7 @@ from harness.image import (
 )
 from harness.token import token_fingerprint
 
-READY_DEADLINE_S = float(os.environ.get("VET_TEST_READY_DEADLINE_S", "180"))
+READY_DEADLINE_S = float(os.environ.get("VET_TEST_READY_DEADLINE_S", "420"))
 # What the vetting stages run on the host: each must be in the image.
 REQUIRED_PATHS = [
     "usr/sbin/sshd", "usr/bin/stress-ng", "usr/bin/fio", "usr/sbin/smartctl",

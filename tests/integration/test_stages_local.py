@@ -44,8 +44,7 @@ def _vet(tmp_path: Path, inv: Path, run_id: str, marks: str,
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "suites"), "-m", marks,
          "--inventory", str(inv), "--reports-dir", str(tmp_path / "reports"),
-         "--run-id", run_id, "-p", "no:cacheprovider", "-p", "no:xdist",
-         "-p", "harness.smart_snapshot", "-rs"],
+         "--run-id", run_id, "-p", "no:cacheprovider", "-p", "no:xdist", "-rs"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
     )
 
