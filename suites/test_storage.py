@@ -123,11 +123,12 @@ def test_destructive_write_verify(host: HostUnderTest) -> None:
         write_mib = int(p.get("write_mib") or 0)
         size_mib = min(write_mib, size // 2**20) if write_mib else size // 2**20
         name = disk.path.rsplit("/", 1)[-1]
-        result = host.run(
-            f"fio --name=vet-write-{name} --filename={disk.path} --rw=write --bs=1M "
-            f"--size={size_mib}M --ioengine=libaio --direct=1 --iodepth=8 --verify=crc32c "
-            f"--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output-format=json",
-            timeout=max(300, size_mib // 2))
+        with host.ticking(None, f"write-verify {disk.path} ({disk.serial}), {size_mib} MiB"):
+            result = host.run(
+                f"fio --name=vet-write-{name} --filename={disk.path} --rw=write --bs=1M "
+                f"--size={size_mib}M --ioengine=libaio --direct=1 --iodepth=8 "
+                f"--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 "
+                f"--output-format=json", timeout=max(300, size_mib // 2))
         try:
             fio = parse_fio(result.stdout)
         except ParseError:
