@@ -373,6 +373,11 @@ def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
         run.current_stage[name] = stage
     if vetted.stage != stage:
         vetted.enter_stage(stage)
+        if run is not None:
+            # What this stage ran with, next to its verdict: profile defaults merged with
+            # the inventory's vet_stages / vet_profiles for this host.
+            vetted.evidence.attach_json(f"{stage} parameters (profile {run.profile})",
+                                        vetted.params)
     if vetted.watch is not None:
         request.node.stash[CONSOLE_MARK] = vetted.watch.mark()
     yield

@@ -68,6 +68,9 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
     host_dir = reports / "runs" / "ok1" / "localhost"
     for stage in ("inventory", "spec", "cpu", "storage", "network"):
         assert any((host_dir / stage).iterdir()), f"no evidence for {stage}"
+    # Each stage keeps the effective parameters it ran with (profile + inventory).
+    [cpu_params] = (host_dir / "cpu").glob("*cpu_parameters*.json")
+    assert json.loads(cpu_params.read_text())["duration_s"] > 0
     events = [json.loads(line) for line in (host_dir / "events.jsonl").read_text().splitlines()]
     kinds = {e["kind"] for e in events}
     assert {"stage-start", "command-start", "line", "command-end", "measurement",
