@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import select
+from pathlib import Path
+from types import ModuleType
 
 from hypothesis import strategies as st
 
@@ -22,6 +25,17 @@ def gone(pid: int, within: float = 5.0) -> bool:
         return bool(select.select([fd], [], [], within)[0])
     finally:
         os.close(fd)
+
+
+def load_suite(stage: str) -> ModuleType:
+    """suites/test_<stage>.py as a module, so a test can call a stage's test functions
+    with a HostUnderTest of its own (suites/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "suites" / f"test_{stage}.py"
+    spec = importlib.util.spec_from_file_location(f"vet_suite_{stage}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def mutate(data: st.DataObject, value: object, leaves: st.SearchStrategy[object]) -> object:

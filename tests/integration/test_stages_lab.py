@@ -18,41 +18,25 @@ One test function: the steps share one boot (minutes under TCG) and must run in 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import secrets
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from qemu.qmp import QMPClient
 
-from harness.events import EventLog
-from harness.host import HostUnderTest, RunContext
+from harness.host import HostUnderTest
 from harness.image import ImageArtifacts
 from harness.judge import Verdict
-from harness.netboot import netboot
-from harness.profiles import effective_params
 from harness.smart_snapshot import FACT, SmartSnapshot, compare_after
-from harness.store import Store
-from tests.fixtures.lab import RunningLab, guest, lab_for
+from tests.fixtures.lab import RunningLab, booted_host, guest, lab_for
+from tests.helpers import load_suite
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
-ROOT = Path(__file__).resolve().parents[2]
 NVME, SATA, VIRTIO = "T15-NVME0", "T15-SATA0", "T15-VIRT0"
 STAGES = {
     "smart": {"self_test": "short", "self_test_timeout_s": 300, "self_test_poll_s": 5},
     "memory": {"duration_s": 3, "workers": 1, "reserve_mib": 128, "max_mib": 32},
 }
-
-
-def suite(stage: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"vet_lab_suite_{stage}",
-                                                  ROOT / "suites" / f"test_{stage}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def raise_nvme_critical_warning(lab: RunningLab, value: int) -> None:
@@ -80,32 +64,12 @@ def test_smart_memory_and_psu_stages_on_a_lab_guest(live_image: ImageArtifacts,
              {"bus": "sata", "serial": SATA, "model": "VET LAB SATA", "size_gib": 0.1},
              {"bus": "virtio", "serial": VIRTIO, "size_gib": 0.1}]
     with lab_for([guest("vm-stages", 15, power="ipmi", disks=disks)], live_image,
-                 STAGES) as lab:
-        old_state = os.environ.get("XDG_STATE_HOME")
-        os.environ["XDG_STATE_HOME"] = lab.env["XDG_STATE_HOME"]
-        entry = lab.host("vm-stages")
-        run_id = f"stages-{secrets.token_hex(3)}"
-        store = Store(tmp_path / "vet.sqlite")
-        events = EventLog(tmp_path / run_id / entry.name / "events.jsonl", run_id, entry.name)
-        boot = netboot(entry, run_id=run_id, console_log=tmp_path / "console.log",
-                       events=events)
-        host = HostUnderTest(entry, boot.channel, RunContext(run_id, "quick", store, tmp_path),
-                             effective_params("quick", entry), events=events)
-        try:
-            check_stages(host, lab)
-        finally:
-            host.close()
-            if boot.console is not None:
-                boot.console.close()
-            store.close()
-            if old_state is None:
-                os.environ.pop("XDG_STATE_HOME", None)
-            else:
-                os.environ["XDG_STATE_HOME"] = old_state
+                 STAGES) as lab, booted_host(lab, "vm-stages", tmp_path) as host:
+        check_stages(host, lab)
 
 
 def check_stages(host: HostUnderTest, lab: RunningLab) -> None:
-    smart = suite("smart")
+    smart = load_suite("smart")
     host.enter_stage("smart")
     smart.test_every_disk_reports_healthy(host)
     snapshot = host.facts[FACT]
@@ -119,7 +83,7 @@ def check_stages(host: HostUnderTest, lab: RunningLab) -> None:
     assert '"outcome": "passed"' in text and '"outcome": "not-supported"' in text
 
     host.enter_stage("memory")
-    memory = suite("memory")
+    memory = load_suite("memory")
     memory.test_memory_stress_with_verification(host)
     host.all_params["memory"].update(tool="memtester", max_mib=16)
     memory.test_memory_stress_with_verification(host)
@@ -128,7 +92,7 @@ def check_stages(host: HostUnderTest, lab: RunningLab) -> None:
 
     host.enter_stage("psu")
     with pytest.raises(pytest.skip.Exception) as skipped:
-        suite("psu").test_power_supplies(host)
+        load_suite("psu").test_power_supplies(host)
     assert "answers IPMI but keeps no sensor data repository" in str(skipped.value)
 
     # A drive that goes bad while vet runs: its critical warning raised through QMP.

@@ -7,10 +7,8 @@ The PSU stage over the network runs the real ipmitool against OpenIPMI's ipmi_si
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,11 +19,11 @@ from harness.models import Connection, ExpectedGpu, ExpectedSpec, Host, PowerCon
 from harness.profiles import effective_params
 from harness.store import Store
 from tests.fixtures.recorded_tools import DATA, RecordedTools, Rule, recorded
+from tests.helpers import load_suite
 from tests.integration.test_probe_tools import SimBmc, _need
 
 __all__ = ["recorded"]  # the fixture, used by name below
 
-ROOT = Path(__file__).resolve().parents[2]
 PROBES = DATA / "probes"
 CORPUS = DATA / "corpus"
 KERNEL = PROBES / "kernel-errors-dmesg.txt"
@@ -35,15 +33,6 @@ SHORT: dict[str, dict[str, Any]] = {
     "gpu": {"duration_s": 2, "sample_s": 1},
     "psu": {"timeout_s": 30},
 }
-
-
-def suite(stage: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"vet_suite_{stage}",
-                                                  ROOT / "suites" / f"test_{stage}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -107,7 +96,7 @@ def test_memory_fails_on_an_uncorrectable_error_during_the_stress(
     recorded.add("dmesg", Rule("", (dmesg_before, dmesg_after)))
     host = make_host("memory")
     with pytest.raises(AssertionError) as failed:
-        suite("memory").test_memory_stress_with_verification(host)
+        load_suite("memory").test_memory_stress_with_verification(host)
     assert "memory errors during the test: 1 uncorrectable memory errors" in str(failed.value)
     assert recorded.calls("grep") == 2  # before and after the real stress-ng run
 
@@ -115,12 +104,12 @@ def test_memory_fails_on_an_uncorrectable_error_during_the_stress(
 def test_memory_passes_with_correctable_errors_only_and_no_edac_is_reported(
         recorded: RecordedTools, make_host: Any, tmp_path: Path) -> None:
     recorded.add("grep", Rule("/sys/devices/system/edac/mc", (PROBES / "edac-skx-ce.txt",)))
-    suite("memory").test_memory_stress_with_verification(make_host("memory"))
+    load_suite("memory").test_memory_stress_with_verification(make_host("memory"))
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     recorded.add("grep", Rule("/sys/devices/system/edac/mc", (empty,), exit_status=2))
     host = make_host("memory")
-    suite("memory").test_memory_stress_with_verification(host)
+    load_suite("memory").test_memory_stress_with_verification(host)
     [judged] = [p for p in host.evidence.directory.iterdir() if "memory_error" in p.name]
     assert "no EDAC memory controller" in judged.read_text()
 
@@ -130,7 +119,7 @@ def test_memory_reserve_never_takes_more_than_half_of_what_is_available(
     host = make_host("memory", reserve_mib=10**9, max_mib=0, duration_s=1)
     available = int(host.run("awk '/MemAvailable/ {print $2}' /proc/meminfo").stdout) // 1024
     host.all_params["memory"]["max_mib"] = 48  # keep the real stress-ng run small
-    suite("memory").test_memory_stress_with_verification(host)
+    load_suite("memory").test_memory_stress_with_verification(host)
     [tested] = [m for m in host.ctx.store.measurements("rec1", "localhost")
                 if m["name"] == "tested_memory"]
     assert tested["value"] == 48 * 2**20 < available // 2 * 2**20
@@ -144,7 +133,7 @@ def test_cpu_fails_on_a_machine_check_logged_during_the_stress(
     before, after = kernel_log(tmp_path, "Machine check events logged")
     recorded.add("dmesg", Rule("", (before, after)))
     with pytest.raises(AssertionError) as failed:
-        suite("cpu").test_stress_with_verification(make_host("cpu"))
+        load_suite("cpu").test_stress_with_verification(make_host("cpu"))
     message = str(failed.value)
     assert message.startswith("hardware errors logged during the CPU stress: machine check")
     assert "Machine check events logged" in message
@@ -158,9 +147,9 @@ def test_cpu_thermal_throttling_fails_or_warns(recorded: RecordedTools, make_hos
     host = make_host("cpu", thermal_fails=thermal_fails)
     if thermal_fails:
         with pytest.raises(AssertionError, match="CPU clock throttled by temperature on CPU12"):
-            suite("cpu").test_stress_with_verification(host)
+            load_suite("cpu").test_stress_with_verification(host)
     else:
-        suite("cpu").test_stress_with_verification(host)
+        load_suite("cpu").test_stress_with_verification(host)
 
 
 # ----------------------------------------------------------------------------- gpu
@@ -190,7 +179,7 @@ def test_gpu_passes_with_a_healthy_gpu_and_records_the_load(
         recorded: RecordedTools, make_host: Any, tmp_path: Path) -> None:
     gpu_tools(recorded, tmp_path)
     host = make_host("gpu", spec=ExpectedSpec(gpus=(ExpectedGpu("A10G"),)))
-    suite("gpu").test_gpus_healthy_under_load(host)
+    load_suite("gpu").test_gpus_healthy_under_load(host)
     assert recorded.calls("gpu_burn") == 1
     assert recorded.calls("nvidia-smi", 1) >= 1, "no nvidia-smi sample during the load"
     measured = {m["name"] for m in host.ctx.store.measurements("rec1", "localhost")}
@@ -201,7 +190,7 @@ def test_gpu_fails_on_an_xid_logged_during_the_load(
         recorded: RecordedTools, make_host: Any, tmp_path: Path) -> None:
     gpu_tools(recorded, tmp_path, dmesg_keywords=("Xid",))
     with pytest.raises(AssertionError) as failed:
-        suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
+        load_suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
     message = str(failed.value)
     assert "NVIDIA XID 79 (GPU has fallen off the bus; class hardware) on PCI:0000:41:00" in message
     assert "XID 13" not in message  # an application fault is a note, not a GPU fault
@@ -211,7 +200,7 @@ def test_gpu_fails_when_gpu_burn_finds_a_faulty_gpu(
         recorded: RecordedTools, make_host: Any, tmp_path: Path) -> None:
     gpu_tools(recorded, tmp_path, burn="GPU 0: FAULTY")
     with pytest.raises(AssertionError, match=r"gpu_burn: GPU\(s\) \(0,\) computed wrong"):
-        suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
+        load_suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
 
 
 def test_gpu_expected_but_missing_fails_and_none_expected_skips(make_host: Any) -> None:
@@ -219,9 +208,9 @@ def test_gpu_expected_but_missing_fails_and_none_expected_skips(make_host: Any) 
     host = make_host("gpu", spec=ExpectedSpec(gpus=(ExpectedGpu("H100", 8),)))
     with pytest.raises(AssertionError, match=r"expected GPU missing: the spec expects 8 x "
                                              r"'H100'; no NVIDIA GPU on the PCI bus"):
-        suite("gpu").test_gpus_healthy_under_load(host)
+        load_suite("gpu").test_gpus_healthy_under_load(host)
     with pytest.raises(pytest.skip.Exception, match="no GPU expected"):
-        suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
+        load_suite("gpu").test_gpus_healthy_under_load(make_host("gpu"))
 
 
 def test_gpu_expected_model_not_the_one_installed_fails(
@@ -230,7 +219,7 @@ def test_gpu_expected_model_not_the_one_installed_fails(
     host = make_host("gpu", spec=ExpectedSpec(gpus=(ExpectedGpu("A10G", 2),)))
     with pytest.raises(AssertionError, match=r"the spec expects 2 x 'A10G', nvidia-smi "
                                              r"lists 1"):
-        suite("gpu").test_gpus_healthy_under_load(host)
+        load_suite("gpu").test_gpus_healthy_under_load(host)
 
 
 # ----------------------------------------------------------------------------- psu
@@ -243,24 +232,24 @@ def test_psu_in_band_failed_psu_fails_and_healthy_passes(
     recorded.add("ipmitool", Rule("sdr elist", (PROBES / "ipmitool-elist-hpe-psu-failed.txt",)))
     host = make_host("psu", inband_devices=[str(device)])
     with pytest.raises(AssertionError) as failed:
-        suite("psu").test_power_supplies(host)
+        load_suite("psu").test_power_supplies(host)
     assert str(failed.value).startswith(f"in-band ({device}): BMC sensor 'Power Supply 1'")
     assert "Failure detected" in str(failed.value)
 
     recorded.add("ipmitool", Rule("sdr elist",
                                   (PROBES / "ipmitool-elist-dell-healthy.txt",)))
-    suite("psu").test_power_supplies(make_host("psu", inband_devices=[str(device)]))
+    load_suite("psu").test_power_supplies(make_host("psu", inband_devices=[str(device)]))
 
 
 def test_psu_without_a_bmc_is_skipped_with_the_reason(make_host: Any, tmp_path: Path) -> None:
     host = make_host("psu", inband_devices=[str(tmp_path / "no-ipmi0")])
     with pytest.raises(pytest.skip.Exception) as skipped:
-        suite("psu").test_power_supplies(host)
+        load_suite("psu").test_power_supplies(host)
     assert "no BMC: no IPMI device on the host" in str(skipped.value)
     assert "vet_power's driver is 'manual', not ipmi" in str(skipped.value)
     strict = make_host("psu", inband_devices=[], require_bmc=True)
     with pytest.raises(AssertionError, match=r"psu\.require_bmc: no BMC"):
-        suite("psu").test_power_supplies(strict)
+        load_suite("psu").test_power_supplies(strict)
 
 
 @pytest.fixture
@@ -279,19 +268,19 @@ def test_psu_over_the_network_against_a_simulated_bmc(bmc: SimBmc, make_host: An
                         {"password": bmc.password})
     two = ExpectedSpec(psu_count=2)
     host = make_host("psu", spec=two, power=power, inband_devices=[])
-    suite("psu").test_power_supplies(host)
+    load_suite("psu").test_power_supplies(host)
     evidence = "".join(p.read_text() for p in host.evidence.directory.iterdir())
     assert "sdr elist" in evidence and bmc.password not in evidence
 
     three = make_host("psu", spec=ExpectedSpec(psu_count=3), power=power, inband_devices=[])
     with pytest.raises(AssertionError, match=r"the BMC sees 2 PSU\(s\) present, the spec "
                                              r"expects 3"):
-        suite("psu").test_power_supplies(three)
+        load_suite("psu").test_power_supplies(three)
 
     bmc.console("sensor_set_bit 0x20 0 3 1 1 0")  # PS2: failure detected
     failed = make_host("psu", spec=two, power=power, inband_devices=[])
     with pytest.raises(AssertionError) as stopped:
-        suite("psu").test_power_supplies(failed)
+        load_suite("psu").test_power_supplies(failed)
     assert str(stopped.value).startswith(
         f"BMC 127.0.0.1:{bmc.port} over the network: BMC sensor 'PS2 Status'")
     events = failed.events.path.read_text()

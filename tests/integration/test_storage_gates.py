@@ -7,38 +7,23 @@ overridden for a disk that has a filesystem), the disks are written and verified
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from harness.events import EventLog
-from harness.host import HostUnderTest, RunContext
+from harness.host import HostUnderTest
 from harness.image import ImageArtifacts
 from harness.models import ExpectedDisk, ExpectedSpec, Host
-from harness.netboot import netboot
-from harness.profiles import effective_params
 from harness.safety import Gate, check_disks
-from harness.store import Store
-from tests.fixtures.lab import guest, lab_for
+from tests.fixtures.lab import booted_host, guest, lab_for
+from tests.helpers import load_suite
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
-ROOT = Path(__file__).resolve().parents[2]
 NVME, DATA = "T14-NVME0", "T14-DATA0"
 STAGES = {"storage": {"mode": "destructive", "write_mib": 8}}
-
-
-def storage_suite() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vet_suite_storage",
-                                                  ROOT / "suites" / "test_storage.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +33,10 @@ def booted(live_image: ImageArtifacts, tmp_path_factory: pytest.TempPathFactory
              {"bus": "virtio", "serial": DATA, "size_gib": 0.1}]
     expected = {"disks": [{"serial": NVME}, {"serial": DATA}]}
     with lab_for([guest("vm-gates", 14, power="qemu", disks=disks, spec=expected)],
-                 live_image, STAGES) as lab:
-        tmp = tmp_path_factory.mktemp("gates")
-        old_state = os.environ.get("XDG_STATE_HOME")
-        os.environ["XDG_STATE_HOME"] = lab.env["XDG_STATE_HOME"]
-        entry = lab.host("vm-gates")
-        run_id = f"gates-{secrets.token_hex(3)}"
-        store = Store(tmp / "vet.sqlite")
-        store.start_run(run_id, "quick", str(lab.inventory))
-        store.register_host(run_id, entry.name)
-        events = EventLog(tmp / run_id / entry.name / "events.jsonl", run_id, entry.name)
-        boot = netboot(entry, run_id=run_id, console_log=tmp / "console.log", events=events)
-        vetted = HostUnderTest(entry, boot.channel, RunContext(run_id, "quick", store, tmp),
-                               effective_params("quick", entry), events=events)
-        vetted.facts["netboot"] = {"mac": boot.announce.mac}
+                 live_image, STAGES) as lab, \
+            booted_host(lab, "vm-gates", tmp_path_factory.mktemp("gates")) as vetted:
         vetted.enter_stage("storage")
-        try:
-            yield vetted
-        finally:
-            vetted.close()
-            if boot.console is not None:
-                boot.console.close()
-            store.close()
-            if old_state is None:
-                os.environ.pop("XDG_STATE_HOME", None)
-            else:
-                os.environ["XDG_STATE_HOME"] = old_state
+        yield vetted
 
 
 def checksums(host: HostUnderTest) -> dict[str, str]:
@@ -92,7 +55,7 @@ def blocked(host: HostUnderTest, change: Callable[[Host], Host]) -> str:
     before = checksums(host)
     try:
         with pytest.raises((pytest.skip.Exception, AssertionError)) as stopped:
-            storage_suite().test_destructive_write_verify(host)
+            load_suite("storage").test_destructive_write_verify(host)
     finally:
         host.entry = original
     assert checksums(host) == before, "a blocked destructive run wrote to a disk"
@@ -163,7 +126,7 @@ def test_wipe_probe_alone_blocks_and_holds_then_override_writes(booted: HostUnde
         storage = booted.all_params["storage"]
         storage["wipe_probe_override"] = [DATA]
         try:
-            storage_suite().test_destructive_write_verify(booted)
+            load_suite("storage").test_destructive_write_verify(booted)
         finally:
             storage["wipe_probe_override"] = []
         after = checksums(booted)
