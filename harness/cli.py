@@ -7,6 +7,7 @@ everything around it: reports, inventory checks and drafts, run listings.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,6 +113,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return main_judge(args.tool, args.file)
 
 
+#: Modules that add their own subcommands: each has ``register(sub)`` taking the
+#: subparsers action, so a command family lives beside its code, not in this file.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vet", description=__doc__)
     parser.add_argument("--reports-dir", default="reports", help="default ./reports")
@@ -130,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="per-host, per-stage state of a run")
     status.add_argument("--run", help="run id (default: the latest run)")
     status.set_defaults(func=cmd_status)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
 
     inventory = sub.add_parser("inventory", help="check an inventory or draft a host's spec")
     inv_sub = inventory.add_subparsers(dest="inventory_command", required=True)
