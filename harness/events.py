@@ -7,12 +7,19 @@ kind, command id and time, so logs from every transport read as one stream.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from harness.models import to_jsonable
+
+log = logging.getLogger(__name__)
+
+#: Called with every event after it is on disk (live view, MQTT, terminal progress).
+Listener = Callable[[dict[str, Any]], None]
 
 
 class EventLog:
@@ -25,6 +32,11 @@ class EventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Hand every later event to ``listener``; its failures never reach the emitter."""
+        self._listeners.append(listener)
 
     def emit(
         self, source: str, kind: str, command_id: str | None = None, **fields: Any
@@ -43,6 +55,11 @@ class EventLog:
             if not self._file.closed:
                 self._file.write(line + "\n")
                 self._file.flush()
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken live view must never break the run
+                log.exception("event listener %r failed", listener)
         return event
 
     def close(self) -> None:
