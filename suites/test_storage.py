@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from harness.host import HostUnderTest
-from harness.probes import ParseError
 from harness.probes.fio import parse_fio
 from harness.probes.lsblk import parse_lsblk
 from harness.safety import Gate, check_disks
+from harness.storage_run import disk_fio, had_errors
 
 pytestmark = [pytest.mark.stage, pytest.mark.storage]
 
@@ -81,17 +81,15 @@ def test_every_disk_reads_back(host: HostUnderTest) -> None:
             f"fio --name=vet-read-{disk.name} --filename={disk.path} --readonly --rw=read "
             f"--bs=1M --size={size_mib}M --ioengine=libaio --direct=1 --iodepth=4 "
             f"--output-format=json", timeout=max(120, size_mib // 5))
-        try:
-            fio = parse_fio(result.stdout)
-        except ParseError:
-            failures.append(f"{disk.path} ({disk.serial or 'no serial'}): fio exited "
-                            f"{result.exit_status}: {(result.stderr or result.stdout)[-200:]}")
+        fio = disk_fio(host, result, f"{disk.path} ({disk.serial or 'no serial'})",
+                       record_as=f"read scan {disk.name}")
+        if isinstance(fio, str):
+            failures.append(fio)
             continue
-        host.record(f"read scan {disk.name}", fio)
         job = fio.jobs[0]
         if job.read is not None:
             host.measure(f"read_scan_bw_{disk.name}", job.read.bw_bytes_per_s, "B/s")
-        if fio.total_errors or job.error or result.exit_status != 0:
+        if had_errors(fio, result):
             failures.append(f"{disk.path} ({disk.serial or 'no serial'}): read error within "
                             f"the first {size_mib} MiB (errno {job.error})")
     assert not failures, "disk read scan failed: " + "; ".join(failures)
@@ -129,18 +127,16 @@ def test_destructive_write_verify(host: HostUnderTest) -> None:
                 f"--size={size_mib}M --ioengine=libaio --direct=1 --iodepth=8 "
                 f"--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 "
                 f"--output-format=json", timeout=max(300, size_mib // 2))
-        try:
-            fio = parse_fio(result.stdout)
-        except ParseError:
-            failures.append(f"{disk.path} ({disk.serial}): fio exited {result.exit_status}: "
-                            f"{(result.stderr or result.stdout)[-200:]}")
+        fio = disk_fio(host, result, f"{disk.path} ({disk.serial})",
+                       record_as=f"write-verify {name}")
+        if isinstance(fio, str):
+            failures.append(fio)
             continue
-        host.record(f"write-verify {name}", fio)
         job = fio.jobs[0]
         if job.write is not None:
             host.measure(f"write_bw_{name}", job.write.bw_bytes_per_s, "B/s")
             host.measure(f"write_iops_{name}", job.write.iops, "IOPS")
-        if fio.verify_errors or fio.total_errors or job.error or result.exit_status != 0:
+        if had_errors(fio, result):
             failures.append(f"{disk.path} ({disk.serial}): "
                             + ("verification failed" if fio.verify_errors else
                                f"I/O error (errno {job.error})")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.errors import VetError
 from harness.lab import network
@@ -109,7 +110,6 @@ def _busy_ports(lab: LabSpec) -> list[str]:
 
 
 def _redfish_port(guest: GuestSpec) -> int:
-    from urllib.parse import urlsplit
     parts = urlsplit(str(guest.power.params["url"]))
     return parts.port or (443 if parts.scheme == "https" else 80)
 
@@ -260,8 +260,6 @@ class Lab:
             self._start_redfish(state, redfish)
 
     def _start_redfish(self, state: LabState, guests: list[GuestSpec]) -> None:
-        from urllib.parse import urlsplit
-
         spec = self.spec
         first = guests[0].power
         parts = urlsplit(str(first.params["url"]))
