@@ -38,7 +38,9 @@ Dead peer
     the host and the command within dead_after. A killed sshd closes the connection,
     which wakes the reader at once. paramiko's channel requests wait without a
     deadline, so connect, kill and SFTP setup run under a timer that drops the
-    connection when it expires; SFTP reads time out after dead_after.
+    connection when it expires; SFTP reads time out after dead_after. A lost connection
+    leaves the shell and its command running on the host (nothing there kills them): the
+    next connection kills that shell's process group before it runs anything.
 
 Host keys
     The host key is checked before authenticating: against the SHA256 fingerprint the
@@ -182,6 +184,9 @@ class SshChannel:
         self._sftp: paramiko.SFTPClient | None = None
         self._probe: threading.Thread | None = None
         self._pgid = 0  # the persistent shell's process group on the host
+        #: Process groups of shells whose connection was lost mid-command: what they ran
+        #: may still run on the host; they are killed once the host answers again.
+        self._orphans: list[int] = []
         self._heard = 0.0  # when the host last showed it is alive (monotonic)
         self._busy = threading.Lock()  # one command or transfer at a time
         self._doing = ""
@@ -248,6 +253,18 @@ class SshChannel:
             self._connect()
         if self._shell is None:
             self._open_shell()
+            self._reap_orphans()
+
+    def _reap_orphans(self) -> None:
+        """Kill what lost sessions left running (a killed sshd, a dead link or a frozen
+        host leaves the shell and its command running). A group is killed only if its
+        leader is still one of vet's shells: after a reboot the number may be another's."""
+        while self._orphans:
+            pgid = self._orphans.pop()
+            self._execute(
+                f"[ \"$(tr '\\0' ' ' < /proc/{pgid}/cmdline 2>/dev/null)\" = "
+                f"'{_SHELL.removeprefix('exec ')} ' ] && kill -s KILL -- -{pgid}; true",
+                self.connect_timeout, None, "reap", cancellable=False)
 
     def _connect(self) -> None:
         key = self._load_key()
@@ -532,13 +549,19 @@ class SshChannel:
                 self._abandon(job)  # KeyboardInterrupt, a failing on_line: stop it too
                 raise
         except _Lost as lost:
+            orphan = self._pgid
             if lost.connection:
                 self._disconnect()
             else:
                 self._drop_shell()
+            if orphan > 1:
+                self._orphans.append(orphan)
+            left = (f"it may still run on the host: vet kills it (process group {orphan}) "
+                    "as soon as it reaches the host again" if orphan > 1
+                    else "its state on the host is unknown")
             raise ChannelError(
-                f"{self._who}: {lost} while running {command!r}; its state on the host is "
-                f"unknown. Last output: {job.last_line()!r}"
+                f"{self._who}: {lost} while running {command!r}; {left}. "
+                f"Last output: {job.last_line()!r}"
             ) from None
         if why is not None:
             outcome = "stopped it" if stopped else "could not confirm it stopped"
