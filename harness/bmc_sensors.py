@@ -5,7 +5,8 @@ host's channel, with no credentials. Over the network: the controller runs ipmit
 against the BMC named by the host's `vet_power` (driver ipmi), with the power driver's own
 command line (interface, port, cipher suite, privilege) and the password in ipmitool's
 environment (`-E`), never in argv, logs or evidence. A host with neither has no BMC vet can
-read; a BMC that answers but keeps no sensor repository (the lab's pyghmi BMC) likewise.
+read; a BMC that answers but keeps no sensor repository (a lab BMC without
+`vet_lab_guest.psu`) likewise.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from harness.errors import VetError
 from harness.lab import network
 from harness.lab.daemon import LabError, cmdline_of, run_daemonizing, spawn_ready, stop_process
 from harness.lab.qemu import check_tools, choose_accel, guest_argv, make_disks, qmp_users
+from harness.lab.smbios import write_power_supplies
 from harness.lab.spec import GuestSpec, LabSpec
 from harness.models import Host
 
@@ -221,6 +222,7 @@ class Lab:
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()
         make_disks(spec, guest)
+        write_power_supplies(gdir, guest.psus)
         argv = guest_argv(spec, guest, index, state.accel)
         (gdir / "qemu.argv").write_text(json.dumps(argv))
         pid = run_daemonizing(argv, what=f"QEMU for {guest.name}",
@@ -247,7 +249,8 @@ class Lab:
                     [sys.executable, "-m", "harness.lab.bmc", "--name", guest.name,
                      "--qmp", str(spec.qmp_socket(guest, "ipmi")), "--address", address,
                      "--port", str(port), "--username", str(power.params["username"]),
-                     "--password-file", str(secret)],
+                     "--password-file", str(secret),
+                     *(arg for state in guest.psus for arg in ("--psu", state))],
                     what=f"the IPMI BMC of {guest.name}",
                     log=self.logs / f"bmc-{guest.name}.log", ready_prefix=BMC_READY,
                     env=_python_env())

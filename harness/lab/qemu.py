@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from harness.lab.daemon import LabError
+from harness.lab.smbios import psu_file
 from harness.lab.spec import DiskSpec, GuestSpec, LabSpec
 
 QEMU = "qemu-system-x86_64"
@@ -113,6 +114,8 @@ def guest_argv(lab: LabSpec, guest: GuestSpec, index: int, accel: str) -> list[s
     if guest.smbios:
         argv += ["-smbios", "type=1," + ",".join(f"{k}={v}" for k, v in
                                                  sorted(guest.smbios.items()))]
+    for bay in range(1, len(guest.psus) + 1):  # type 39 records, see harness.lab.smbios
+        argv += ["-smbios", f"file={psu_file(gdir, bay)}"]
     return argv + _disk_args(lab, guest)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.errors import InventoryError
+from harness.lab.sdr import PSU_STATES
 from harness.models import Host, PowerConfig, PxeConfig
 
 BUSES = ("nvme", "sata", "scsi", "virtio")
@@ -26,7 +27,8 @@ ACCELS = ("auto", "tcg", "kvm")
 IO_EVENTS = ("read_aio", "write_aio", "flush_to_disk")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}")
 _SERIAL = re.compile(r"[A-Za-z0-9_.-]{1,20}")
-_GUEST_KEYS = ("memory_mib", "cpus", "disks", "smbios")
+_GUEST_KEYS = ("memory_mib", "cpus", "disks", "smbios", "psu")
+MAX_PSUS = 8
 _DISK_KEYS = ("bus", "serial", "model", "size_gib", "io_errors")
 _LAB_KEYS = ("netns", "controller_address", "state_dir", "accel")
 _SMBIOS_KEYS = ("manufacturer", "product", "version", "serial", "uuid", "sku", "family")
@@ -65,6 +67,9 @@ class GuestSpec:
     cpus: int = 2
     disks: tuple[DiskSpec, ...] = ()
     smbios: Mapping[str, str] = field(default_factory=dict)
+    #: Power supplies by bay, each one of harness.lab.sdr.PSU_STATES: the IPMI BMC's
+    #: sensors and the guest's SMBIOS type 39 records. Empty: no PSU, no sensor repository.
+    psus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,22 @@ def _disk(problems: list[str], host: str, path: str, raw: Any) -> DiskSpec | Non
     return DiskSpec(str(bus), serial, float(size), model, tuple(rules))
 
 
+def _psus(problems: list[str], host: Host, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if (isinstance(raw, str) or not isinstance(raw, Sequence) or not 1 <= len(raw) <= MAX_PSUS
+            or any(state not in PSU_STATES for state in raw)):
+        _problem(problems, host.name, f"vet_lab_guest.psu {raw!r} must list 1 to {MAX_PSUS} "
+                                      f"power supplies, each one of {', '.join(PSU_STATES)} "
+                                      "(e.g. psu: [ok, failed])")
+        return ()
+    if host.power.driver != "ipmi":
+        _problem(problems, host.name, "vet_lab_guest.psu: the PSU sensors are served by the "
+                                      "lab's IPMI BMC; set vet_power.driver: ipmi or drop psu")
+        return ()
+    return tuple(str(state) for state in raw)
+
+
 def _console_port(problems: list[str], host: Host) -> int:
     url = host.console or ""
     parts = urlsplit(url)
@@ -225,7 +246,8 @@ def _guest(problems: list[str], host: Host) -> GuestSpec:
         memory_mib=_int(problems, host.name, "vet_lab_guest.memory_mib",
                         raw.get("memory_mib"), 128, 16384, 512),
         cpus=_int(problems, host.name, "vet_lab_guest.cpus", raw.get("cpus"), 1, 8, 2),
-        disks=tuple(disks), smbios={str(k): str(v) for k, v in smbios.items()})
+        disks=tuple(disks), smbios={str(k): str(v) for k, v in smbios.items()},
+        psus=_psus(problems, host, raw.get("psu")))
 
 
 def lab_spec(hosts: Sequence[Host], label: str = "inventory") -> LabSpec:
