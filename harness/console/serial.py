@@ -25,9 +25,14 @@ are never taken for its output. A console is one stream, so stderr arrives insid
 stdout in the order it was written (`separates_stderr = False`).
 
 A console that disconnects (the TCP endpoint closes) fails the running command with a
-ChannelError naming the host and command; nothing reconnects behind the caller's back,
-because a socket:// reconnect loses what the host printed meanwhile. `open()` and
-`login()` again reconnect explicitly.
+ChannelError naming the host and command: what it printed meanwhile is lost, so its
+result cannot be trusted. By default nothing reconnects behind the caller's back;
+`open()` and `login()` again reconnect explicitly. With `reconnect_s` (a console watched
+while stages run over SSH, or a flaky ser2net), the reader itself opens the console
+again, with exponential backoff, for up to that long, and notes the gap in the log;
+state subscribers hear "lost", then "back" or "gone". Either way a command cut off by
+the drop is stopped (^C) before the next one runs, so nothing is left behind on the host
+that vet can still reach.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from typing import Any, BinaryIO
 import pexpect
 import pexpect.spawnbase
 import serial
+import tenacity
 
+from harness.console.boot import LineBlock
 from harness.console.channel import (
     ChannelError,
     CommandCancelled,
@@ -86,6 +93,10 @@ MAX_PENDING = 64 << 20
 RECENT = 4096
 
 LineSubscriber = Callable[[str, float], None]
+#: (state: "lost", "back" or "gone", what happened), from the reader thread.
+StateSubscriber = Callable[[str, str], object]
+#: Backoff between attempts to open a console that went away: 0.25 s doubling to 4 s.
+_RECONNECT_WAIT = tenacity.wait_exponential(multiplier=0.25, min=0.25, max=4.0)
 #: (lines that arrived in one read, when, the console log's size after them)
 LinesSubscriber = Callable[[list[str], float, int | None], object]
 
@@ -185,7 +196,9 @@ class ConsoleLines:
         self._file: BinaryIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("ab")
+            # Unbuffered: each read goes out in one writev (the log is current the moment
+            # a waiter hears of it), without a copy through a buffer.
+            self._file = path.open("ab", buffering=0)
         self._partial = b""
         self._subscribers: list[LineSubscriber] = []
         self._batch_subscribers: list[LinesSubscriber] = []
@@ -212,13 +225,16 @@ class ConsoleLines:
         return unsubscribe
 
     def feed(self, data: bytes, at: float) -> None:
-        if b"\n" not in data:
+        end = data.rfind(b"\n")
+        if end < 0:
             self._partial += data
             if len(self._partial) > MAX_PARTIAL:
                 self.flush_partial(at)
             return
-        body, _, self._partial = (self._partial + data if self._partial else data
-                                  ).rpartition(b"\n")
+        # One copy of the completed lines, the unfinished one before them joined in.
+        body = (b"".join((self._partial, memoryview(data)[:end])) if self._partial
+                else data[:end])
+        self._partial = data[end + 1:]
         self._emit(b" | ", body, at)
 
     def flush_partial(self, at: float) -> None:
@@ -234,18 +250,26 @@ class ConsoleLines:
 
     def _emit(self, sep: bytes, body: bytes, at: float) -> None:
         """Log lines joined by LF, CRs as received: whole-buffer operations, no per-line
-        Python (this runs for every read, at up to ~100 MB/s)."""
+        Python (this runs for every read, at up to ~100 MB/s). The usual read (CR LF
+        lines, nothing else unprintable) costs one translate (which control characters
+        it holds), one replace to drop the CRs and one to put the timestamps in; the
+        lines its subscribers get are that CR-less text split once (a LineBlock: the
+        text and that it is plain come with it, so the watch need not find them again).
+        """
         for secret in self._secrets:
             body = body.replace(secret, b"********")
         prefix = _timestamp(at) + sep
         controls = body.translate(None, _NOT_CONTROL)
-        out = body.replace(b"\n", b"\n" + prefix)
-        crlf_only = False
-        if controls:
-            line_ends = (len(out) - len(body)) // len(prefix) + body.endswith(b"\r")
-            crlf_only = controls.count(b"\r") == len(controls) == line_ends
-            if crlf_only:
-                out = out.replace(b"\r", b"")  # every CR ends a line (CR LF): the usual case
+        plain = not controls  # no control character (to check: ASCII)
+        if plain:
+            out = body.replace(b"\n", b"\n" + prefix)
+        else:
+            stripped = body.replace(b"\r", b"")
+            out = stripped.replace(b"\n", b"\n" + prefix)
+            line_ends = (len(out) - len(stripped)) // len(prefix) + body.endswith(b"\r")
+            plain = len(body) - len(stripped) == len(controls) == line_ends
+            if plain:  # every CR ends a line (CR LF): the usual case
+                body = stripped
             else:
                 body = body.replace(b"\r\n", b"\n").removesuffix(b"\r")
                 out = _escape(body).replace(b"\n", b"\n" + prefix)
@@ -255,9 +279,8 @@ class ConsoleLines:
             batch_subscribers = list(self._batch_subscribers)
         if not subscribers and not batch_subscribers:
             return
-        if crlf_only:
-            body = body.replace(b"\r", b"")
-        lines = body.decode("utf-8", errors="replace").split("\n")
+        text = body.decode("utf-8", errors="replace")
+        lines = LineBlock(text.split("\n"), text, plain and text.isascii())
         offset = None if self._file is None else self._file.tell()
         for batch_callback in batch_subscribers:
             try:
@@ -272,10 +295,15 @@ class ConsoleLines:
                     log.exception("console line subscriber %r failed", callback)
 
     def _write(self, *parts: bytes) -> None:
+        """One system call, no copy (the file is unbuffered); the rest, should a signal or
+        a full disk cut the write short."""
         if self._file is not None and not self._file.closed:
-            for part in parts:
-                self._file.write(part)
-            self._file.flush()
+            fd = self._file.fileno()
+            written = os.writev(fd, parts)
+            if written < sum(map(len, parts)):
+                rest = memoryview(b"".join(parts))[written:]
+                while rest:
+                    rest = rest[os.write(fd, rest):]
 
     def close(self) -> None:
         self.flush_partial(time.time())
@@ -417,6 +445,7 @@ class SerialChannel:
         quiet_kernel: bool = True,
         interrupt_grace: float = 5.0,
         redact: tuple[str, ...] = (),
+        reconnect_s: float = 0.0,
     ) -> None:
         self.name = name
         self.url = url
@@ -425,6 +454,8 @@ class SerialChannel:
         self.console_log = console_log
         self.quiet_kernel = quiet_kernel
         self.interrupt_grace = interrupt_grace
+        #: How long the reader tries to open a console that went away (0: it does not).
+        self.reconnect_s = reconnect_s
         #: The prompt vet sets at login; unique to this session.
         self.prompt = f"vet-{secrets.token_hex(4)}$ "
         # Secrets that may cross the console (the login password, a run token a boot
@@ -444,6 +475,9 @@ class SerialChannel:
         self._running: _Tap | None = None
         self._broken: str | None = None
         self._closed = False
+        self._state_subscribers: list[StateSubscriber] = []
+        #: A command was cut off by a disconnect: it may still hold the shell.
+        self._dirty = False
 
     # -- the port and its reader ---------------------------------------------------
 
@@ -467,7 +501,29 @@ class SerialChannel:
         self._reader.start()
 
     def _read_loop(self) -> None:
-        """Read until stopped or disconnected: log, tell subscribers, feed waiters."""
+        """Read until stopped or disconnected: log, tell subscribers, feed waiters; with
+        reconnect_s, open a console that went away again and go on reading."""
+        while True:
+            reason = self._read_until_broken()
+            self._lines.flush_partial(time.time())
+            stopping = self._stop.is_set()
+            if not stopping:
+                self._lines.note(f"vet: console disconnected: {reason}")
+            with self._taps_lock:
+                self._broken = reason
+                taps = list(self._taps)
+                if self._running is not None:
+                    self._dirty = True
+            for tap in taps:
+                tap.close(reason)
+            if stopping:
+                return
+            self._tell("lost", reason)
+            if self.reconnect_s <= 0 or not self._reopen(reason):
+                return
+
+    def _read_until_broken(self) -> str:
+        """Read the port now open until stopped or disconnected; says why it ended."""
         try:
             fd = _fileno(self._port)
             read = self._fd_reader(fd) if fd is not None else self._port_reader()
@@ -483,20 +539,73 @@ class SerialChannel:
                         tap.put(data)
                 elif data is not None:  # quiet for a while: log the unfinished line
                     self._lines.flush_partial(now)
-            reason = "channel closed"
+            return "channel closed"
         except _Disconnected as exc:
-            reason = str(exc)
+            return str(exc)
         except Exception as exc:
             log.exception("serial reader for %s failed", self.name)
-            reason = f"reader failed: {exc!r}"
-        self._lines.flush_partial(time.time())
-        if not self._stop.is_set():
-            self._lines.note(f"vet: console disconnected: {reason}")
+            return f"reader failed: {exc!r}"
+
+    def _reopen(self, reason: str) -> bool:
+        """Open the console again (backoff, up to reconnect_s; close() ends the wait).
+        True once it is open: what the host printed in the gap is lost, and said so."""
+        started = time.monotonic()
+        self._lines.note(f"vet: reconnecting for up to {self.reconnect_s:g} s")
+        with contextlib.suppress(Exception):
+            self._port.close()
+
+        def pause(seconds: float) -> None:
+            self._stop.wait(seconds)  # close() cuts the backoff short
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((serial.SerialException, OSError,
+                                                    ValueError)),
+            stop=tenacity.stop_any(tenacity.stop_after_delay(self.reconnect_s),
+                                   _Stopped(self._stop)),
+            wait=_RECONNECT_WAIT, sleep=pause, reraise=True)
+        try:
+            port = retrying(open_serial, self.url)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            reason = str(exc) or reason
+            port = None
+        if self._stop.is_set():
+            if port is not None:
+                port.close()
+            return False
+        if port is None:
+            self._lines.note(f"vet: console did not come back within {self.reconnect_s:g} s "
+                             f"({reason}); nothing more is read from it")
+            self._tell("gone", f"not back within {self.reconnect_s:g} s: {reason}")
+            return False
+        gap = time.monotonic() - started
+        self._port = port
         with self._taps_lock:
-            self._broken = reason
-            taps = list(self._taps)
-        for tap in taps:
-            tap.close(reason)
+            self._broken = None
+        self._lines.note(f"vet: console reconnected after {gap:.1f} s; what the host printed "
+                         "meanwhile is lost")
+        self._tell("back", f"reconnected after {gap:.1f} s")
+        return True
+
+    def subscribe_state(self, callback: StateSubscriber) -> Callable[[], None]:
+        """Call `callback(state, detail)` when the console is lost ("lost") and, with
+        reconnect_s, when it is open again ("back") or given up ("gone")."""
+        with self._taps_lock:
+            self._state_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._taps_lock, contextlib.suppress(ValueError):
+                self._state_subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _tell(self, state: str, detail: str) -> None:
+        with self._taps_lock:
+            subscribers = list(self._state_subscribers)
+        for callback in subscribers:
+            try:
+                callback(state, detail)
+            except Exception:
+                log.exception("console state subscriber %r failed", callback)
 
     def _fd_reader(self, fd: int) -> Callable[[], bytes | None]:
         """Large reads straight from the descriptor; the wake pipe interrupts a wait."""
@@ -591,6 +700,9 @@ class SerialChannel:
             raise ChannelError(f"host {self.name}: open() the console before login()")
         deadline = time.monotonic() + timeout
         with self.console(replay=True) as con:
+            if self._dirty:  # a command the disconnect cut off would hold the shell
+                con.send(b"\x03\x03")
+                self._dirty = False
             self._authenticate(con, deadline, timeout)
             self._set_up_shell(con, deadline, timeout)
 
@@ -684,6 +796,8 @@ class SerialChannel:
                 raise ChannelError(f"host {self.name}: channel is closed; cannot run {command!r}")
             self._check_connected(command)
             self._cancelled.clear()
+            if self._dirty:
+                self._stop_leftover(tap, command)
             self._running = tap
             try:
                 self.write(framed.line.encode())
@@ -719,6 +833,15 @@ class SerialChannel:
             stderr="",
             duration_s=time.monotonic() - started,
         )
+
+    def _stop_leftover(self, tap: _Tap, command: str) -> None:
+        """^C what a disconnect cut off (it may still hold the shell) before `command`."""
+        if not self._interrupt(tap):
+            raise ChannelError(
+                f"host {self.name}: a command cut off when serial console {self.url} "
+                f"dropped still holds the shell (^C got no answer); cannot run {command!r}")
+        self._dirty = False
+        self._lines.note("vet: stopped the command the disconnect cut off")
 
     def _check_connected(self, command: str) -> None:
         if self._reader is None:
@@ -807,6 +930,16 @@ class SerialChannel:
 
 class _Disconnected(Exception):
     """The console's other end went away."""
+
+
+class _Stopped(tenacity.stop.stop_base):
+    """Stop retrying once the channel is closing."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.event.is_set()
 
 
 def _fileno(port: Any) -> int | None:
