@@ -39,6 +39,7 @@ from harness.models import (
     ExpectedNic,
     ExpectedSpec,
     Host,
+    MqttConfig,
     PowerConfig,
     PxeConfig,
 )
@@ -70,7 +71,7 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 #: Every inventory variable vet reads; any other `vet_*` variable is reported as a typo.
 VET_VARIABLES: tuple[str, ...] = (
     "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key",
-    "vet_ssh_dead_after_s", "vet_power",
+    "vet_ssh_dead_after_s", "vet_power", "vet_mqtt",
     "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
     "vet_pxe",
 )
@@ -127,6 +128,11 @@ _PXE_REQUIRED = ("server", "interface", "dhcp_range")
 _PXE_MODES = ("service", "lab")
 _PXE_EXAMPLE = ("vet_pxe: {server: 10.0.0.1, interface: eno2, "
                 "dhcp_range: '10.0.0.100,10.0.0.199'}")
+_MQTT_KEYS = (
+    "host", "port", "username", "password", "topic_prefix", "tls", "ca_file",
+    "queue_size", "keepalive_s",
+)
+_MQTT_EXAMPLE = "vet_mqtt: {host: mqtt.example.net, port: 1883}"
 _ANSIBLE_VARIABLES = ("ansible_connection", "ansible_host", "ansible_user", "ansible_port")
 
 # Ansible keeps process-wide state (its Display singleton, the vault secrets context,
@@ -1106,6 +1112,71 @@ class _HostReader:
                 self.bad(name, f"{name} is not a vet variable{_suggest(name, VET_VARIABLES)}; "
                                f"vet reads: {', '.join(VET_VARIABLES)}")
 
+    def mqtt(self) -> MqttConfig | None:
+        """`vet_mqtt` (a group_vars/all variable): the broker live events go to, checked."""
+        value = self.get("vet_mqtt")
+        if value is _MISSING or value is None:
+            return None
+        table = self.mapping("vet_mqtt", value, example=_MQTT_EXAMPLE)
+        if table is None:
+            return None
+        before = len(self.problems.items)
+        self.keys("vet_mqtt", table, _MQTT_KEYS)
+        host = None
+        if table.get("host") in (None, ""):
+            self.bad("vet_mqtt.host", f"vet_mqtt.host is missing; name the broker, e.g. "
+                                      f"{_MQTT_EXAMPLE}")
+        else:
+            host = self.text("vet_mqtt.host", table["host"], example="host: mqtt.example.net")
+        tls = table.get("tls", False)
+        if not isinstance(tls, bool):
+            self.bad("vet_mqtt.tls", f"vet_mqtt.tls {_show(tls)} is not true/false; write "
+                                     "tls: true (the broker's CA in ca_file, or the system's)")
+            tls = False
+        ca_file = None
+        if table.get("ca_file") not in (None, ""):
+            ca_file = self.text("vet_mqtt.ca_file", table["ca_file"],
+                                example="ca_file: /etc/ssl/certs/broker-ca.pem")
+            if ca_file is not None:
+                ca_file = os.path.abspath(os.path.expanduser(ca_file))
+                tls = True
+                if not os.path.isfile(ca_file):
+                    self.bad("vet_mqtt.ca_file", f"vet_mqtt.ca_file {ca_file} does not exist; "
+                                                 "give the PEM file of the broker's CA")
+        port = 8883 if tls else 1883
+        if table.get("port") is not None:
+            port = self.integer("vet_mqtt.port", table["port"], minimum=1, maximum=65535,
+                                example="port: 1883") or port
+        credentials: dict[str, str | None] = {}
+        for key in ("username", "password"):
+            item = table.get(key)
+            if item is not None and not isinstance(item, str):
+                shown = "(value not shown)" if key == "password" else _show(item)
+                self.bad(f"vet_mqtt.{key}", f"vet_mqtt.{key} {shown} is not text; quote it"
+                         + (" or, better, vault it: ansible-vault encrypt_string"
+                            if key == "password" else ""))
+                item = None
+            credentials[key] = item
+        if credentials["password"] and not credentials["username"]:
+            self.bad("vet_mqtt.password", "vet_mqtt.password is set without a username; add "
+                                          "username: (the broker account)")
+        prefix = table.get("topic_prefix", "vet")
+        if not isinstance(prefix, str) or not re.fullmatch(r"[^/+#\s]+(?:/[^/+#\s]+)*", prefix):
+            self.bad("vet_mqtt.topic_prefix",
+                     f"vet_mqtt.topic_prefix {_show(prefix)} is not a topic prefix: no "
+                     "wildcards (+ #), spaces or empty levels; write e.g. topic_prefix: dc1/vet")
+            prefix = "vet"
+        queue_size = self.integer("vet_mqtt.queue_size", table.get("queue_size", 10000),
+                                  minimum=1, maximum=1_000_000, example="queue_size: 10000")
+        keepalive = self.integer("vet_mqtt.keepalive_s", table.get("keepalive_s", 30),
+                                 minimum=5, maximum=3600, example="keepalive_s: 30")
+        if len(self.problems.items) > before or host is None:
+            return None
+        return MqttConfig(host=host, port=port, username=credentials["username"],
+                          password=credentials["password"], topic_prefix=prefix, tls=tls,
+                          ca_file=ca_file, queue_size=queue_size or 10000,
+                          keepalive_s=keepalive or 30)
+
     def lab_vars(self) -> dict[str, Any]:
         """vet_lab / vet_lab_guest as plain data; harness.lab checks them (lab hosts only)."""
         found = {}
@@ -1278,6 +1349,7 @@ class _HostReader:
             console=self.console(),
             console_login=self.console_login(),
             power=self.power(macs),
+            mqtt=self.mqtt(),
             spec=self.spec(),
             stage_params=self.stages(),
             profile_params=self.profiles(),

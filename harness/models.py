@@ -131,6 +131,21 @@ class PxeConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT broker live events go to (`vet_mqtt`); the password stays out of repr."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    topic_prefix: str = "vet"
+    tls: bool = False
+    ca_file: str | None = None  # None with tls: the system's CA store
+    queue_size: int = 10000  # messages waiting for the sender; more are dropped and counted
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
 class Host:
     """One server under test, typed from its Ansible inventory entry."""
 
@@ -148,6 +163,8 @@ class Host:
     lab: Mapping[str, Any] = field(default_factory=dict)
     #: Where the host PXE-boots from (`vet_pxe`); None: the host is not network-booted.
     pxe: PxeConfig | None = None
+    #: Where live events are published (`vet_mqtt`); None: MQTT is off.
+    mqtt: MqttConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from harness.events import EventLog
 from harness.host import HostUnderTest, RunContext, host_dir, open_events, subscribe_console
 from harness.inventory import load_inventory
 from harness.models import Host, Measurement
+from harness.mqtt import publisher_for
 from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
@@ -260,6 +261,9 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     spec = run.hosts[request.param]
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
     events = open_events(ctx, spec.name)
+    mqtt = publisher_for(spec.mqtt, events)  # vet_mqtt: live events to a broker
+    if mqtt is not None:
+        request.config.add_cleanup(mqtt.close)  # after the run's last event
     for done in run.store.transitions(run.run_id, spec.name):  # made before the host opened
         events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
                     at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
