@@ -39,6 +39,9 @@ from harness.token import (
 DEFAULT_BOOT_DEADLINE_S = 900.0
 #: From VET-READY to a working SSH shell (sshd is socket-activated before the announce).
 SSH_DEADLINE_S = 60.0
+#: How long the console reader tries to reopen a console server that went away (a
+#: restarted ser2net or BMC serial-over-LAN): the watch is blind only for the gap.
+CONSOLE_RECONNECT_S = 120.0
 
 
 class BootFailed(VetError):
@@ -136,7 +139,9 @@ def netboot(host: Host, *, run_id: str, console_log: Path, events: EventLog,
     if host.console:
         console = SerialChannel(host.name, host.console, user=host.console_login.user,
                                 password=host.console_login.password, console_log=console_log,
-                                redact=(token,))
+                                redact=(token,), reconnect_s=CONSOLE_RECONNECT_S)
+        console.subscribe_state(lambda state, detail: events.emit(
+            "console", f"console-{state}", detail=detail))
         console.subscribe_lines(watch.feed_lines)
         if on_console_open is not None:
             on_console_open(console, watch)
