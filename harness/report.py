@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import VetError
 from harness.states import State, stage_index
 from harness.store import Store
-from harness.summary import stage_outcomes
+from harness.summary import stage_outcomes, stage_warnings
 
 SCHEMA = "vet-run-summary/2"
 #: Boot measurements are named boot_<step>_s: seconds from power-on to that console step.
@@ -80,7 +80,8 @@ def _hold(store: Store, run_id: str, name: str, now: float) -> dict[str, Any] | 
 
 
 def _host_summary(store: Store, run_id: str, host: dict[str, Any],
-                  outcomes: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
+                  outcomes: dict[str, dict[str, Any]], now: float,
+                  warnings: dict[str, list[str]] | None = None) -> dict[str, Any]:
     name = host["name"]
     tests = store.test_results(run_id, name)
     stages = []
@@ -95,6 +96,7 @@ def _host_summary(store: Store, run_id: str, host: dict[str, Any],
             "ended_at": iso(ended),
             "duration_s": round(cell["duration_s"], 3),
             "reason": cell["reason"],
+            "warnings": (warnings or {}).get(stage, []),
             "tests": [
                 {"nodeid": t["nodeid"], "outcome": t["outcome"], "started_at": iso(t["started_at"]),
                  "duration_s": round(t["duration_s"], 3), "reason": t["reason"]}
@@ -136,7 +138,9 @@ def build_summary(store: Store, run_id: str, now: float | None = None) -> dict[s
         raise VetError(f"run {run_id!r} is not in the store {store.path}; `vet runs` lists runs")
     outcomes = stage_outcomes(store, run_id)
     now = time.time() if now is None else now
-    hosts = [_host_summary(store, run_id, h, outcomes.get(h["name"], {}), now)
+    warned = stage_warnings(store, run_id)
+    hosts = [_host_summary(store, run_id, h, outcomes.get(h["name"], {}), now,
+                           warned.get(h["name"], {}))
              for h in store.hosts(run_id)]
     verdicts = [h["verdict"] for h in hosts]
     return {
