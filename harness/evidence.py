@@ -39,5 +39,15 @@ class Evidence:
         allure.attach(body, name=name, attachment_type=attachment_type)
         return path
 
+    def attach_png(self, name: str, image: bytes) -> Path:
+        """A plot: the PNG file on disk, and the image in the report."""
+        self._count += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "plot"
+        path = self.directory / f"{self._count:03d}-{safe}.png"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image)
+        allure.attach(image, name=name, attachment_type=allure.attachment_type.PNG)
+        return path
+
     def attach_json(self, name: str, record: Any) -> Path:
         return self.attach(name, json.dumps(to_jsonable(record), indent=2, sort_keys=True), "json")

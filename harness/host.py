@@ -33,6 +33,7 @@ from harness.models import (
     Severity,
     SpecDifference,
 )
+from harness.plots import plot_record
 from harness.profiles import Params
 from harness.store import Store
 
@@ -286,9 +287,18 @@ class HostUnderTest:
         self.events.emit("harness", "measurement", name=name, value=value, unit=unit)
 
     def record(self, name: str, record: Any) -> None:
-        """Keep a parsed record: in the store, and attached as JSON."""
+        """Keep a parsed record: in the store, and attached as JSON (plus a PNG plot when
+        it holds series over time, harness.plots)."""
         self.ctx.store.add_record(self.ctx.run_id, self.name, self.stage, name, record)
         self.evidence.attach_json(name, record)
+        try:
+            image = plot_record(f"{self.name} {self.stage}: {name}", record)
+        except Exception as exc:  # a plot is evidence, never a verdict: keep the stage's own
+            self.events.emit("harness", "plot-failed", stage=self.stage, record=name,
+                             error=f"{type(exc).__name__}: {exc}")
+            return
+        if image is not None:
+            self.evidence.attach_png(f"{name} over time", image)
 
     def record_spec_diff(self, rows: list[SpecDifference]) -> None:
         self.ctx.store.add_spec_diffs(self.ctx.run_id, self.name, rows)

@@ -35,6 +35,7 @@ from harness.mqtt import publisher_for
 from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
+from harness.report_allure import environment, write_run_metadata
 from harness.scheduling import HostScheduling
 from harness.states import STAGE_STATES, STAGES, State, stage_index
 from harness.store import Store
@@ -192,6 +193,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     for name in run.hosts:
         run.store.register_host(run.run_id, name)
+    results = getattr(session.config.option, "allure_report_dir", None)
+    if results:
+        write_run_metadata(Path(results), environment(
+            run.run_id, run.profile, run.inventory, run.hosts,
+            netbooted=any(is_netbooted(h) for h in run.hosts.values()),
+            local=any(h.connection.kind == "local" for h in run.hosts.values())))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

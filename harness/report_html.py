@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.errors import VetError
 
@@ -194,6 +195,7 @@ def build_html_report(
     history_limit: int | None = DEFAULT_HISTORY_LIMIT,
     group_by: Sequence[str] = DEFAULT_GROUP_BY,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    categories: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     """Build ``output_dir/filename``, one HTML file holding the whole Allure report.
 
@@ -202,8 +204,9 @@ def build_html_report(
     this run appended; it keeps the last ``history_limit`` runs (None: all of them).
     ``name`` is the report's title and the run's name in the history. ``group_by``
     names the labels that nest the tree of tests (absent ones are skipped; empty:
-    Allure's default, by file). Returns the path of the HTML file; raises ReportError
-    with the cause and the fix.
+    Allure's default, by file). ``categories`` are Allure 3 category rules (default:
+    vet's, harness.report_allure.CATEGORIES). Returns the path of the HTML file; raises
+    ReportError with the cause and the fix.
     """
     results_dir = Path(results_dir).resolve()
     output_dir = Path(output_dir).resolve()
@@ -213,6 +216,10 @@ def build_html_report(
     if history_limit is not None and history_limit < 1:
         raise ReportError(f"history_limit must be at least 1, not {history_limit}")
     command = find_allure()
+    if categories is None:
+        from harness.report_allure import allure3_categories
+
+        categories = allure3_categories()
     output_dir.mkdir(parents=True, exist_ok=True)
     history_file.parent.mkdir(parents=True, exist_ok=True)
     target = output_dir / filename
@@ -224,6 +231,7 @@ def build_html_report(
             "name": name,
             "output": str(generated),
             "historyPath": str(history_file),
+            "categories": {"rules": list(categories)},
             "plugins": {
                 "awesome": {
                     "options": {"singleFile": True, "reportName": name, "groupBy": list(group_by)}

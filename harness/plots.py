@@ -1,0 +1,108 @@
+"""PNG plots of the series a stage recorded while its load ran (temperatures, GPU clocks
+and power over time), for the report: a curve shows a fan that gave up or a clock that
+sagged long before the one number in a measurement does.
+
+matplotlib's object API (Figure + the Agg canvas) draws without pyplot, so nothing global
+is touched, no display is needed and threads do not share a current figure. Which records
+have series is decided here, by type; a record without a series over time (fewer than two
+samples) gets no plot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.probes.nvidia_smi import NvidiaSmiReport
+from harness.probes.thermal import ThermalSamples
+
+__all__ = ["Series", "plot_record", "render"]
+
+#: nvidia-smi -q's timestamp, e.g. "Tue Jul 14 08:12:38 2026".
+_NVIDIA_TIME = "%a %b %d %H:%M:%S %Y"
+
+Series = tuple[str, Sequence[tuple[float, float]]]  # label, (seconds, value) points
+
+
+def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> bytes:
+    """One PNG: a panel per (y label, series) pair, stacked, sharing the time axis."""
+    figure = Figure(figsize=(8.0, 2.6 * len(panels) + 0.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (ylabel, series) in zip(axes, panels, strict=True):
+        for label, points in series:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if len(series) > 1 or series[0][0]:
+            ax.legend(fontsize="small", loc="best")
+    axes[-1].set_xlabel("seconds since the first sample")
+    figure.suptitle(title)
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def _thermal(samples: ThermalSamples) -> list[tuple[str, Sequence[Series]]]:
+    long = [s for s in samples.series if len(s.readings) >= 2]
+    if not long:
+        return []
+    start = min(s.readings[0][0] for s in long)
+    return [("temperature (°C)",
+             [(s.sensor, [(float(t - start), c) for t, c in s.readings]) for s in long])]
+
+
+def _nvidia_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.strptime(text.strip(), _NVIDIA_TIME).timestamp()
+    except ValueError:
+        return None
+
+
+def _nvidia(report: NvidiaSmiReport) -> list[tuple[str, Sequence[Series]]]:
+    """Per GPU: temperature, SM clock (the throughput it ran at) and power, per sample.
+
+    Samples without a timestamp are placed by their order (one per sample interval is not
+    known here, so the axis then counts samples, not seconds)."""
+    if len(report.logs) < 2:
+        return []
+    times = [_nvidia_time(log.timestamp) for log in report.logs]
+    if all(t is not None for t in times):
+        start = min(t for t in times if t is not None)
+        xs = [float(t - start) for t in times if t is not None]
+    else:
+        xs = [float(i) for i in range(len(report.logs))]
+    panels: list[tuple[str, Sequence[Series]]] = []
+    for ylabel, attribute in (("temperature (°C)", "temperature_c"),
+                              ("SM clock (MHz)", "sm_clock_mhz"),
+                              ("power (W)", "power_draw_w")):
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for x, log in zip(xs, report.logs, strict=True):
+            for gpu in log.gpus:
+                value = getattr(gpu, attribute)
+                if value is not None:
+                    name = f"GPU {gpu.index if gpu.index is not None else gpu.pci_bus_id}"
+                    curves.setdefault(name, []).append((x, float(value)))
+        series = [(name, pts) for name, pts in sorted(curves.items()) if len(pts) >= 2]
+        if series:
+            panels.append((ylabel, series))
+    return panels
+
+
+def plot_record(title: str, record: Any) -> bytes | None:
+    """A PNG of the record's series over time, or None when it has none to show."""
+    if isinstance(record, ThermalSamples):
+        panels = _thermal(record)
+    elif isinstance(record, NvidiaSmiReport):
+        panels = _nvidia(record)
+    else:
+        return None
+    return render(title, panels) if panels else None
