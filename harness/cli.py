@@ -115,7 +115,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 #: Modules that add their own subcommands: each has ``register(sub)`` taking the
 #: subparsers action, so a command family lives beside its code, not in this file.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("harness.cli_console",)
 
 
 def build_parser() -> argparse.ArgumentParser:

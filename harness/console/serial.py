@@ -74,6 +74,7 @@ from harness.console.markers import (
     clean_output,
     new_command_id,
 )
+from harness.console.share import ConsoleShare
 from harness.models import CommandResult
 
 log = logging.getLogger(__name__)
@@ -445,6 +446,7 @@ class SerialChannel:
         quiet_kernel: bool = True,
         interrupt_grace: float = 5.0,
         redact: tuple[str, ...] = (),
+        share_as: str | None = "run",
         reconnect_s: float = 0.0,
     ) -> None:
         self.name = name
@@ -475,6 +477,10 @@ class SerialChannel:
         self._running: _Tap | None = None
         self._broken: str | None = None
         self._closed = False
+        #: While open, the console is locked and shared with `vet console` (read-only
+        #: unless forced; harness.console.share) as this; None: neither.
+        self.share_as = share_as
+        self._share: ConsoleShare | None = None
         self._state_subscribers: list[StateSubscriber] = []
         #: A command was cut off by a disconnect: it may still hold the shell.
         self._dirty = False
@@ -499,6 +505,8 @@ class SerialChannel:
         self._reader = threading.Thread(
             target=self._read_loop, name=f"serial-reader-{self.name}", daemon=True)
         self._reader.start()
+        if self._share is None and self.share_as is not None:
+            self._share = ConsoleShare.start(self, self.share_as)
 
     def _read_loop(self) -> None:
         """Read until stopped or disconnected: log, tell subscribers, feed waiters; with
@@ -910,6 +918,9 @@ class SerialChannel:
             self.cancel()
             if self._run_lock.acquire(timeout=3 * self.interrupt_grace + 1):
                 self._run_lock.release()
+        if self._share is not None:
+            self._share.close()
+            self._share = None
         self._shutdown_port()
         self._lines.note("vet: closed")
         self._lines.close()
