@@ -73,16 +73,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    with _store(args) as store:
-        run_id = _run_id(store, args.run)
-        run = store.run(run_id)
-        assert run is not None
-        print(f"run {run_id} ({run['status']}, profile {run['profile']})")
-        print(render_summary(store, run_id))
-    return 0
-
-
 def cmd_inventory_check(args: argparse.Namespace) -> int:
     from harness.inventory import load_inventory
     from harness.profiles import override_problems
@@ -115,7 +105,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 #: Modules that add their own subcommands: each has ``register(sub)`` taking the
 #: subparsers action, so a command family lives beside its code, not in this file.
-COMMAND_MODULES: tuple[str, ...] = ("harness.cli_console",)
+COMMAND_MODULES: tuple[str, ...] = ("harness.cli_console", "harness.cli_live")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,10 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list recent runs")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(func=cmd_runs)
-
-    status = sub.add_parser("status", help="per-host, per-stage state of a run")
-    status.add_argument("--run", help="run id (default: the latest run)")
-    status.set_defaults(func=cmd_status)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)

@@ -21,6 +21,24 @@ log = logging.getLogger(__name__)
 #: Called with every event after it is on disk (live view, MQTT, terminal progress).
 Listener = Callable[[dict[str, Any]], None]
 
+#: Called with every EventLog this process opens (see on_open).
+_open_listeners: list[Callable[[EventLog], None]] = []
+
+
+def on_open(callback: Callable[[EventLog], None]) -> Callable[[], None]:
+    """Call `callback` with each EventLog opened from now on, before its first event.
+
+    For in-process watchers that cannot know where logs are opened (pytest's live progress
+    subscribes to every host of the run this way). Returns the function that unregisters.
+    """
+    _open_listeners.append(callback)
+
+    def remove() -> None:
+        if callback in _open_listeners:
+            _open_listeners.remove(callback)
+
+    return remove
+
 
 class EventLog:
     """Append-only JSON-lines writer; flushed per event so a crash loses nothing."""
@@ -33,6 +51,11 @@ class EventLog:
         self._file: TextIO = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        for opened in list(_open_listeners):
+            try:
+                opened(self)
+            except Exception:  # a broken watcher must never stop a host from being vetted
+                log.exception("event log open listener %r failed", opened)
 
     def subscribe(self, listener: Listener) -> None:
         """Hand every later event to ``listener``; its failures never reach the emitter."""

@@ -44,7 +44,7 @@ from harness.summary import render_summary
 DEFAULT_INVENTORY = "inventory/local"
 
 #: The SMART comparison after the stress stages runs as a teardown hook of its own.
-pytest_plugins = ["harness.smart_snapshot"]
+pytest_plugins = ["harness.smart_snapshot", "harness.live_progress"]
 
 
 def new_run_id() -> str:

@@ -1,0 +1,226 @@
+"""`vet status [--watch] [--json]` and `vet logs HOST [-f]`: a run seen live from a terminal.
+
+Both read only the run store and the per-host event files, so they work from another
+terminal while pytest runs, and after it ended. Following waits on file changes
+(inotify) with a 1 s tick for the clocks, and ends by itself when the run is finished.
+On a terminal the output is a rich table / coloured lines; otherwise plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from harness.cli import _run_id, _store
+from harness.errors import VetError
+from harness.event_format import clean, clock, duration, format_line, severity
+from harness.event_tail import EventTail, FileChanges
+from harness.live_model import HostView, RunView, StoreChanges, events_path
+from harness.store import Store
+
+#: How often a watching view refreshes its clocks when nothing was written.
+TICK_S = 1.0
+
+#: Line width of plain output (a pipe, a file): wide enough that a row stays one line.
+PLAIN_WIDTH = 240
+
+#: Event sources a host's stream has (the transports, and who else speaks in it).
+SOURCES = ("console", "ssh", "local", "harness", "power", "provision", "controller")
+
+STYLES = {"error": "bold red", "warning": "yellow", "success": "green", "state": "bold cyan",
+          "info": "", "progress": "blue", "debug": "dim"}
+
+
+def _console() -> Console:
+    """Colours and cursor movement on a terminal; plain, wide text into a pipe or file."""
+    console = Console(highlight=False, markup=False)
+    if not console.is_terminal:  # no wrapping at an imagined 80 columns: one row, one line
+        console = Console(highlight=False, markup=False, width=PLAIN_WIDTH)
+    return console
+
+
+def _run_dir(args: argparse.Namespace, run_id: str) -> Path:
+    return Path(args.reports_dir) / "runs" / run_id
+
+
+# --- vet status -----------------------------------------------------------------------------
+
+
+def _state_style(view: HostView) -> str:
+    if view.state in ("Failed", "Holding"):
+        return "bold red"
+    if view.state == "Completed":
+        return "green"
+    return "cyan" if view.working else "dim"
+
+
+def render_table(view: RunView, now: float, terminal: bool) -> Table:
+    """The status table: one row per host."""
+    run = view.run
+    title = (f"run {view.run_id}  {run.get('status', '?')}  profile {run.get('profile', '?')}"
+             f"  started {clock(run.get('started_at'))[:8]}")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if terminal else None,
+                  pad_edge=False, show_edge=False)
+    for name in ("host", "state", "stage", "progress", "elapsed", "last event", "verdict"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis",
+                         max_width=60 if name == "last event" else None)
+    for _, host in sorted(view.hosts.items()):
+        table.add_row(
+            host.name, Text(host.state, style=_state_style(host)), host.stage or "-",
+            host.progress_text(now) or "-", duration(host.elapsed_s(now)),
+            host.last_event_text() or "-",
+            Text(host.verdict, style="red" if host.verdict.startswith("FAILED") else ""),
+        )
+    return table
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        run_id = _run_id(store, args.run)
+        view = RunView(store, run_id, _run_dir(args, run_id))
+        try:
+            view.refresh()
+            if args.json:
+                print(json.dumps(view.to_json(), indent=2))
+                return 0
+            console = _console()
+            if not args.watch:
+                console.print(render_table(view, time.time(), console.is_terminal))
+            elif console.is_terminal:
+                _watch_live(view, console, args)
+            else:
+                _watch_plain(view, console, args)
+        finally:
+            view.close()
+    return 0
+
+
+def _watch_live(view: RunView, console: Console, args: argparse.Namespace) -> None:
+    """A table redrawn in place until the run finishes (or Ctrl-C)."""
+    with FileChanges() as changes, Live(console=console, auto_refresh=False) as live:
+        while True:
+            _watch_folders(changes, args, view.run_id)
+            view.refresh()
+            live.update(render_table(view, time.time(), True), refresh=True)
+            if view.finished:
+                break
+            changes.wait(TICK_S)
+    console.print(f"run {view.run_id} finished: {view.run.get('status')}")
+
+
+def _watch_plain(view: RunView, console: Console, args: argparse.Namespace) -> None:
+    """Into a pipe: the table, then one line per state change, then the final table."""
+    console.print(render_table(view, time.time(), False))
+    seen = {name: host.state for name, host in view.hosts.items()}
+    with FileChanges() as changes:
+        while not view.finished:
+            changes.wait(TICK_S)
+            _watch_folders(changes, args, view.run_id)
+            view.refresh()
+            for name, host in sorted(view.hosts.items()):
+                if seen.get(name) != host.state:
+                    reason = f": {host.reason}" if host.reason else ""
+                    console.print(f"{clock(time.time())} {name} {seen.get(name, '-')} -> "
+                                  f"{host.state}{reason}", soft_wrap=True)
+                    seen[name] = host.state
+    console.print(render_table(view, time.time(), False))
+    console.print(f"run {view.run_id} finished: {view.run.get('status')}")
+
+
+def _watch_folders(changes: FileChanges, args: argparse.Namespace, run_id: str) -> None:
+    """The store's folder (a commit writes its WAL) and the run's folder, once they exist."""
+    store_path = Path(args.store) if args.store else Path(args.reports_dir) / "vet.sqlite"
+    changes.watch(store_path.parent)
+    changes.watch(_run_dir(args, run_id), recursive=True)
+
+
+# --- vet logs -------------------------------------------------------------------------------
+
+
+def _host_known(store: Store, run_id: str, host: str) -> None:
+    names = [h["name"] for h in store.hosts(run_id)]
+    if host not in names:
+        listed = ", ".join(names) if names else "none yet"
+        raise VetError(f"host {host!r} is not in run {run_id}; its hosts: {listed} "
+                       "(pass one of them, or --run for another run)")
+
+
+def _print_events(console: Console, events: list[dict[str, Any]],
+                  sources: set[str] | None) -> None:
+    for event in events:
+        if sources is not None and event.get("source") not in sources:
+            continue
+        line = format_line(event)
+        console.print(Text(line, style=STYLES.get(severity(event), "")), soft_wrap=True)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    sources = set(args.source) if args.source else None
+    console = _console()
+    with _store(args) as store:
+        run_id = _run_id(store, args.run)
+        _host_known(store, run_id, args.host)
+        path = events_path(_run_dir(args, run_id), args.host)
+        tail = EventTail(path)
+        try:
+            _print_events(console, tail.read(), sources)
+            if args.follow:
+                _follow(store, run_id, tail, console, sources, args)
+            elif not path.exists():
+                console.print(f"(host {args.host} has no events yet in run {run_id}: {path})")
+        finally:
+            tail.close()
+    return 0
+
+
+def _follow(store: Store, run_id: str, tail: EventTail, console: Console,
+            sources: set[str] | None, args: argparse.Namespace) -> None:
+    """Print what is appended until the run is finished (then one last read) or Ctrl-C."""
+    changes_in_store = StoreChanges(store)
+    with FileChanges() as changes:
+        while True:
+            _watch_folders(changes, args, run_id)
+            changes.watch(tail.path.parent)
+            status = "running"
+            if changes_in_store.changed():
+                status = (store.run(run_id) or {}).get("status", "gone")
+            _print_events(console, tail.read(), sources)
+            if status != "running":
+                console.print(clean(f"(run {run_id} finished: {status})"), style="dim")
+                return
+            changes.wait(TICK_S)
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser(
+        "status", help="where each host of a run is: state, stage, progress, last event, "
+                       "verdict so far (docs/LIVE-VIEW.md)")
+    status.add_argument("--run", help="run id (default: the latest run)")
+    status.add_argument("--watch", action="store_true",
+                        help="keep refreshing until the run finishes (Ctrl-C leaves)")
+    status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    status.set_defaults(func=cmd_status)
+
+    logs = sub.add_parser("logs", help="a host's event stream of a run, annotated and coloured")
+    logs.add_argument("host", help="host name as in the inventory")
+    logs.add_argument("--run", help="run id (default: the latest run)")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new events until the run finishes (Ctrl-C leaves)")
+    logs.add_argument("--source", action="append", choices=SOURCES,
+                      help="only events from this source (repeatable)")
+    logs.set_defaults(func=cmd_logs)
+
+
+__all__ = ["cmd_logs", "cmd_status", "register", "render_table"]
