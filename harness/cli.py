@@ -105,7 +105,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 #: Modules that add their own subcommands: each has ``register(sub)`` taking the
 #: subparsers action, so a command family lives beside its code, not in this file.
-COMMAND_MODULES: tuple[str, ...] = ("harness.cli_console", "harness.cli_live")
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.cli_console", "harness.cli_holds", "harness.cli_live",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ from harness.models import (
     ExpectedMemory,
     ExpectedNic,
     ExpectedSpec,
+    HoldPolicy,
     Host,
     MqttConfig,
     PowerConfig,
@@ -73,7 +74,7 @@ VET_VARIABLES: tuple[str, ...] = (
     "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key",
     "vet_ssh_dead_after_s", "vet_power", "vet_mqtt",
     "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
-    "vet_pxe",
+    "vet_pxe", "vet_hold_ttl_h", "vet_release_power_off",
 )
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
@@ -1186,6 +1187,25 @@ class _HostReader:
                 found[key] = _plain(value)
         return found
 
+    def hold(self) -> HoldPolicy:
+        """`vet_hold_ttl_h` and `vet_release_power_off`: what happens to a failed host."""
+        policy = HoldPolicy()
+        ttl = self.get("vet_hold_ttl_h")
+        if ttl is not _MISSING and ttl is not None:
+            hours = self.number("vet_hold_ttl_h", ttl, example="vet_hold_ttl_h: 48",
+                                maximum=24 * 90)
+            if hours is not None:
+                policy = dataclasses.replace(policy, ttl_h=hours)
+        power_off = self.get("vet_release_power_off")
+        if power_off is not _MISSING and power_off is not None:
+            if isinstance(power_off, bool):
+                policy = dataclasses.replace(policy, power_off=power_off)
+            else:
+                self.bad("vet_release_power_off",
+                         f"vet_release_power_off {_show(power_off)} is not true/false; write "
+                         "vet_release_power_off: false to leave released hosts on")
+        return policy
+
     def pxe(self, connection: Connection) -> PxeConfig | None:
         """`vet_pxe`, checked; None when it is unset or wrong (the problems say why)."""
         value = self.get("vet_pxe")
@@ -1356,6 +1376,7 @@ class _HostReader:
             groups=groups,
             lab=self.lab_vars(),
             pxe=self.pxe(connection),
+            hold=self.hold(),
         )
 
 

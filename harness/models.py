@@ -146,6 +146,18 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class HoldPolicy:
+    """What happens to a host that fails (`vet_hold_ttl_h`, `vet_release_power_off`).
+
+    It stays booted and held for `ttl_h` hours (then `vet janitor` releases it); on
+    release it is powered off unless `power_off` is False.
+    """
+
+    ttl_h: float = 24.0
+    power_off: bool = True
+
+
+@dataclass(frozen=True)
 class Host:
     """One server under test, typed from its Ansible inventory entry."""
 
@@ -163,6 +175,8 @@ class Host:
     lab: Mapping[str, Any] = field(default_factory=dict)
     #: Where the host PXE-boots from (`vet_pxe`); None: the host is not network-booted.
     pxe: PxeConfig | None = None
+    #: How long a failed host is held, and whether release powers it off.
+    hold: HoldPolicy = field(default_factory=HoldPolicy)
     #: Where live events are published (`vet_mqtt`); None: MQTT is off.
     mqtt: MqttConfig | None = None
 

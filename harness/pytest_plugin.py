@@ -28,12 +28,17 @@ from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch, Mark
 from harness.errors import ConsoleDeath, VetError
 from harness.events import EventLog
+from harness.hold import hold_lines, open_hold
 from harness.host import HostUnderTest, RunContext, host_dir, open_events, subscribe_console
 from harness.inventory import load_inventory
+from harness.leases import HostBusy, operator
+from harness.leases import acquire as acquire_leases
+from harness.leases import release as release_leases
 from harness.models import Host, Measurement
 from harness.mqtt import publisher_for
 from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
+from harness.overrides import OVERRIDES, apply_overrides, check_overrides
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
 from harness.scheduling import HostScheduling
@@ -69,6 +74,10 @@ class VetRun:
         self.current_stage: dict[str, str] = {}
         self.remaining: Counter[str] = Counter()
         self.open_hosts: dict[str, HostUnderTest] = {}
+        #: `vet retry`: stages run on held hosts (no boot), with the operator's overrides.
+        self.attach_held: bool = bool(config.getoption("vet_attach_held"))
+        self.overrides: list[str] = list(config.getoption("vet_overrides") or ())
+        self.leased = False
 
     @property
     def store(self) -> Store:
@@ -77,7 +86,7 @@ class VetRun:
         return self._store
 
     def params(self, host: Host) -> dict[str, Any]:
-        return effective_params(self.profile, host)
+        return apply_overrides(host, effective_params(self.profile, host), self.overrides)
 
     def close(self) -> None:
         if self._store is not None:
@@ -104,6 +113,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where logs, evidence and results go (default ./reports)")
     group.addoption("--vault-password-file", dest="vet_vault_password_file", default=None,
                     help="file holding the Ansible vault password for the inventory")
+    group.addoption("--attach-held", dest="vet_attach_held", action="store_true",
+                    help="run on held hosts as they are (no boot), with their hold keys "
+                         "(what `vet retry` does)")
+    group.addoption("--override", dest="vet_overrides", action="append", default=[],
+                    metavar="NAME", help="an operator override for this run, recorded with "
+                    f"the operator's name: {', '.join(OVERRIDES)}")
 
 
 def _is_vet_run(config: pytest.Config) -> bool:
@@ -147,10 +162,28 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = config.getoption("vet_run_id") or new_run_id()
     run = VetRun(config, hosts, run_id)
     config.stash[RUN_KEY] = run
+    if workerinput is None:
+        _take_hosts(run)
     if not getattr(config.option, "allure_report_dir", None):
         # One results folder per run: `vet report` builds a run's report from it, and
         # Allure's history file carries the trend across runs.
         config.option.allure_report_dir = str(run.run_dir / "allure-results")
+
+
+def _take_hosts(run: VetRun) -> None:
+    """Lease the run's hosts (refusing held and busy ones) before anything touches them."""
+    try:
+        check_overrides(run.overrides)
+        if run.attach_held:
+            idle = [n for n in run.hosts if not run.store.open_holds(n)]
+            if idle:
+                raise VetError(f"--attach-held: {', '.join(idle)} not held, so there is no "
+                               "booted host to attach to; `vet holds` lists the held hosts "
+                               "(select them with --hosts)")
+        acquire_leases(run.store, run.run_id, list(run.hosts), attach_held=run.attach_held)
+    except (HostBusy, VetError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    run.leased = True
 
 
 def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = None,
@@ -193,6 +226,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     for name in run.hosts:
         run.store.register_host(run.run_id, name)
+        held = run.store.open_holds(name) if run.attach_held else []
+        for override in run.overrides:
+            run.store.record_override(run.run_id, name, OVERRIDES[override].stage, override,
+                                      operator(), held[-1]["id"] if held else None)
     results = getattr(session.config.option, "allure_report_dir", None)
     if results:
         write_run_metadata(Path(results), environment(
@@ -275,7 +312,10 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
         events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
                     at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
     booted = None
-    if is_netbooted(spec):
+    held = run.store.open_holds(spec.name) if run.attach_held else []
+    if held:
+        vetted = _attach_held(spec, held[-1], ctx, run.params(spec), events)
+    elif is_netbooted(spec):
         booted = _boot(run, spec, ctx, events)
         vetted = HostUnderTest(spec, booted.channel, ctx, run.params(spec), events=events)
         vetted.facts["netboot"] = {"mac": booted.announce.mac or spec.macs[0],
@@ -291,15 +331,40 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     yield vetted
     run.open_hosts.pop(spec.name, None)
     try:
-        if booted is not None:
+        if held:
+            vetted.channel.close()
+            events.emit("harness", "hold-kept", hold_id=held[-1]["id"],
+                        reason=f"still held from run {held[-1]['run_id']}: `vet release "
+                               f"{spec.name}` when done")
+        elif booted is not None:
             if spec.name in run.failed:
-                events.emit("harness", "kept-up", reason="failed: left booted for the operator "
-                            f"(ssh -i {booted.key_file} root@{booted.announce.ip})")
+                stage, why = run.failed[spec.name]
+                open_hold(run.store, run.run_id, spec, stage=stage, reason=why,
+                          address=booted.announce.ip, host_key=booted.announce.hostkey_fingerprint,
+                          channel=vetted.channel, console=booted.console, events=events)
+                vetted.channel.close()
             else:
                 vetted.channel.close()
                 release(spec, booted, events)
     finally:
         vetted.close()
+
+
+def _attach_held(spec: Host, hold: dict[str, Any], ctx: RunContext, params: dict[str, Any],
+                 events: EventLog) -> HostUnderTest:
+    """A held host as it is (no boot): SSH with the hold key, its host key pinned."""
+    channel = SshChannel(spec.name, hold["ip"], port=hold["ssh_port"] or 22,
+                         user=hold["ssh_user"] or "root", key_filename=hold["key_path"],
+                         host_key_fingerprint=hold["host_key"],
+                         dead_after=spec.connection.dead_after_s)
+    events.emit("harness", "attached", hold_id=hold["id"], held_from=hold["run_id"],
+                ip=hold["ip"])
+    vetted = HostUnderTest(spec, channel, ctx, params, events=events)
+    vetted.facts["netboot"] = {"mac": spec.macs[0] if spec.macs else None, "ip": hold["ip"],
+                               "hostkey": hold["host_key"], "held_from": hold["run_id"]}
+    if spec.console:
+        vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
+    return vetted
 
 
 def is_netbooted(spec: Host) -> bool:
@@ -524,6 +589,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section(f"vet run {run.run_id} ({run.profile})")
     for line in render_summary(run.store, run.run_id).splitlines():
         terminalreporter.line(line)
+    for line in hold_lines(run.store, run.run_id):
+        terminalreporter.line(line)
     terminalreporter.line(f"store: {run.store_path}   evidence: {run.run_dir}")
     terminalreporter.line("report: vet report" + (
         f" --store {run.store_path}" if config.getoption("vet_store") else ""))
@@ -532,6 +599,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_unconfigure(config: pytest.Config) -> None:
     run = _run(config)
     if run is not None:
+        if run.leased:
+            release_leases(run.store, run.run_id)
         run.close()
 
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,42 @@ MIGRATIONS: Sequence[str] = (
         payload_json TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_host ON events (run_id, host, id);
+    """,
+    # 2: holds get what `vet holds` / `vet release` need; host leases refuse a second run
+    # on a busy host; operator overrides of a retry are kept with who asked.
+    """
+    ALTER TABLE holds ADD COLUMN key_path TEXT;
+    ALTER TABLE holds ADD COLUMN public_key TEXT;
+    ALTER TABLE holds ADD COLUMN ssh_command TEXT;
+    ALTER TABLE holds ADD COLUMN ip TEXT;
+    ALTER TABLE holds ADD COLUMN ssh_port INTEGER;
+    ALTER TABLE holds ADD COLUMN ssh_user TEXT;
+    ALTER TABLE holds ADD COLUMN host_key TEXT;
+    ALTER TABLE holds ADD COLUMN power_off INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE holds ADD COLUMN opened_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE holds ADD COLUMN key_via TEXT;
+    ALTER TABLE holds ADD COLUMN note TEXT NOT NULL DEFAULT '';
+    ALTER TABLE holds ADD COLUMN release_note TEXT NOT NULL DEFAULT '';
+    CREATE INDEX holds_host ON holds (host, released_at);
+    CREATE TABLE host_leases (
+        host TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        controller TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start TEXT NOT NULL DEFAULT '',
+        acquired_at REAL NOT NULL
+    );
+    CREATE TABLE overrides (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        override TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        hold_id INTEGER,
+        at REAL NOT NULL
+    );
     """,
 )
 
@@ -378,3 +414,79 @@ class Store:
         return self.query(
             "SELECT * FROM records WHERE run_id = ? AND host = ? ORDER BY id", (run_id, host)
         )
+
+    # --- holds, host leases and overrides ---------------------------------------------------
+
+    def add_hold(self, run_id: str, host: str, **fields: Any) -> int:
+        """Record an open hold (columns of the holds table as keywords); returns its id."""
+        columns = ["run_id", "host", *fields]
+        with self._write() as db:
+            cursor = db.execute(
+                f"INSERT INTO holds ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' for _ in columns)})", (run_id, host, *fields.values()))
+        return int(cursor.lastrowid or 0)
+
+    def open_holds(self, host: str | None = None) -> list[dict[str, Any]]:
+        """Holds not released yet, oldest first (one host's, or all)."""
+        if host is None:
+            return self.query("SELECT * FROM holds WHERE released_at IS NULL ORDER BY id")
+        return self.query("SELECT * FROM holds WHERE released_at IS NULL AND host = ? "
+                          "ORDER BY id", (host,))
+
+    def close_hold(self, hold_id: int, released_by: str, note: str = "") -> None:
+        with self._write() as db:
+            db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_note = ? "
+                       "WHERE id = ? AND released_at IS NULL",
+                       (time.time(), released_by, note, hold_id))
+
+    def acquire_leases(self, run_id: str, hosts: Sequence[str], lease: dict[str, Any],
+                       is_stale: Callable[[dict[str, Any]], bool],
+                       attach_held: bool = False) -> list[dict[str, Any]]:
+        """Take every host for `run_id` in one transaction, or none: returns the conflicts.
+
+        A conflict is an open hold (unless `attach_held`: a retry works on held hosts) or
+        another run's lease that `is_stale` does not clear; stale leases are taken over.
+        """
+        conflicts: list[dict[str, Any]] = []
+        with self._write() as db:
+            for host in hosts:
+                held = db.execute("SELECT * FROM holds WHERE host = ? AND released_at IS NULL "
+                                  "ORDER BY id LIMIT 1", (host,)).fetchone()
+                if held is not None and not attach_held:
+                    conflicts.append({"host": host, "kind": "held", "run_id": held["run_id"],
+                                      "holder": held["opened_by"], "since": held["opened_at"],
+                                      "expires_at": held["expires_at"]})
+                    continue
+                row = db.execute("SELECT * FROM host_leases WHERE host = ?",
+                                 (host,)).fetchone()
+                if row is not None and row["run_id"] != run_id and not is_stale(dict(row)):
+                    conflicts.append({"host": host, "kind": "busy", "run_id": row["run_id"],
+                                      "holder": row["holder"], "since": row["acquired_at"],
+                                      "pid": row["pid"]})
+            if not conflicts:
+                now = time.time()
+                db.executemany(
+                    "INSERT OR REPLACE INTO host_leases (host, run_id, holder, controller, pid,"
+                    " pid_start, acquired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(host, run_id, lease["holder"], lease["controller"], lease["pid"],
+                      lease.get("pid_start", ""), now) for host in hosts])
+        return conflicts
+
+    def release_leases(self, run_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM host_leases WHERE run_id = ?", (run_id,))
+
+    def leases(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM host_leases ORDER BY host")
+
+    def record_override(self, run_id: str, host: str, stage: str, override: str,
+                        operator: str, hold_id: int | None = None) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO overrides (run_id, host, stage, override, operator, hold_id,"
+                       " at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, host, stage, override, operator, hold_id, time.time()))
+
+    def overrides(self, host: str | None = None) -> list[dict[str, Any]]:
+        if host is None:
+            return self.query("SELECT * FROM overrides ORDER BY id")
+        return self.query("SELECT * FROM overrides WHERE host = ? ORDER BY id", (host,))
