@@ -41,9 +41,11 @@ from harness.models import (
     HoldPolicy,
     Host,
     MqttConfig,
+    NotifyRoute,
     PowerConfig,
     PxeConfig,
 )
+from harness.notify import check_routes
 from harness.states import STAGES
 
 __all__ = [
@@ -73,7 +75,7 @@ SECRET_KEYS: frozenset[str] = frozenset({"password", "secret", "token", "key"})
 VET_VARIABLES: tuple[str, ...] = (
     "vet_macs", "vet_mac", "vet_console", "vet_console_login", "vet_ssh_host_key",
     "vet_ssh_dead_after_s", "vet_power", "vet_mqtt",
-    "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest",
+    "vet_spec", "vet_stages", "vet_profiles", "vet_lab", "vet_lab_guest", "vet_notify",
     "vet_pxe", "vet_hold_ttl_h", "vet_release_power_off",
 )
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
@@ -1178,6 +1180,17 @@ class _HostReader:
                           ca_file=ca_file, queue_size=queue_size or 10000,
                           keepalive_s=keepalive or 30)
 
+    def notify(self) -> tuple[NotifyRoute, ...]:
+        """`vet_notify` (a group_vars/all variable): where notifications go, checked by
+        harness.notify (which knows apprise's URLs); a wrong route is left out."""
+        value = self.get("vet_notify")
+        if value is _MISSING or value is None:
+            return ()
+        routes, problems = check_routes(value)
+        for path, text in problems:
+            self.bad(path, text)
+        return routes
+
     def lab_vars(self) -> dict[str, Any]:
         """vet_lab / vet_lab_guest as plain data; harness.lab checks them (lab hosts only)."""
         found = {}
@@ -1377,6 +1390,7 @@ class _HostReader:
             lab=self.lab_vars(),
             pxe=self.pxe(connection),
             hold=self.hold(),
+            notify=self.notify(),
         )
 
 

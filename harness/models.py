@@ -177,8 +177,24 @@ class Host:
     pxe: PxeConfig | None = None
     #: How long a failed host is held, and whether release powers it off.
     hold: HoldPolicy = field(default_factory=HoldPolicy)
+    #: Where this host's notifications go (`vet_notify`, checked by harness.notify).
+    notify: tuple[NotifyRoute, ...] = field(default=(), repr=False)
     #: Where live events are published (`vet_mqtt`); None: MQTT is off.
     mqtt: MqttConfig | None = None
+
+
+@dataclass(frozen=True)
+class NotifyRoute:
+    """One `vet_notify` target: which event kinds, from which severity, go to one apprise URL.
+
+    The URL may hold a secret (webhook token, SMTP password): it stays out of repr and
+    JSON; `label` (scheme://host, masked where apprise masks it) is what logs show.
+    """
+
+    url: str = field(repr=False)
+    label: str
+    kinds: frozenset[str]
+    min_severity: Severity = Severity.INFO
 
 
 @dataclass(frozen=True)
