@@ -152,6 +152,13 @@ class QmpGuest:
         return self._run("graceful power off (system_powerdown)", session,
                          timeout_s=wait_s + self.timeout_s)
 
+    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Any other QMP command, e.g. the lab's faults: stop, cont, set_link, device_del."""
+        async def session(client: QMPClient) -> Any:
+            return await client.execute(command, arguments)
+
+        return self._run(command, session)
+
     def cycle(self) -> None:
         """Reset the guest and make sure it runs (an off guest comes on)."""
         async def session(client: QMPClient) -> None:
