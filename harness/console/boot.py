@@ -26,7 +26,7 @@ import itertools
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -351,6 +351,33 @@ def clean_line(line: str) -> str:
     return _CONTROLS.sub("", line) if not line.isprintable() else line
 
 
+class LineBlock(list[str]):
+    """The lines of one console read, as SerialChannel's reader hands them to subscribers,
+    with what the reader learnt about them on its way (its passes over the read are made
+    anyway), so that a subscriber need not make them again: `text` is "\\n".join(self)
+    (no line holds a newline) and `plain` says every line is printable ASCII and tabs
+    (clean_line leaves each as it is). Read-only: `text` would no longer match."""
+
+    __slots__ = ("plain", "text")
+
+    def __init__(self, lines: Iterable[str], text: str, plain: bool) -> None:
+        super().__init__(lines)
+        self.text = text
+        self.plain = plain
+
+
+def lines_within(text: str, limit: int) -> bool:
+    """Whether no line of `text` (lines joined by newlines, none holding one of its own)
+    is longer than `limit`: one rfind per `limit` characters instead of a len() per line."""
+    position, size = 0, len(text)
+    while size - position > limit:
+        newline = text.rfind("\n", position, position + limit + 1)
+        if newline < 0:
+            return False
+        position = newline + 1
+    return True
+
+
 def clean_lines(lines: Sequence[str]) -> list[str]:
     """clean_line for a block; the usual block (CRLF ends, all printable) costs a few C passes."""
     return clean_block(lines)[0]
@@ -361,8 +388,8 @@ def clean_block(lines: Sequence[str], joined: str | None = None,
     """clean_lines(lines), and those lines joined by newlines when that came for free
     (None otherwise): LineMatcher.scan takes it and saves joining them again.
 
-    `joined` ("\\n".join(lines)) and `longest` (the longest line's length): when the
-    caller has them already (ConsoleWatch needs both for its ring).
+    `joined` ("\\n".join(lines)) and `longest` (the longest line's length, or a bound on
+    it): when the caller has them already (ConsoleWatch needs both for its ring).
     """
     text = "\n".join(lines) if joined is None else joined
     newline_free = False  # known: no line holds a newline of its own
@@ -750,38 +777,58 @@ class BootTracker:
         return self.feed_lines((line,), at)
 
     def feed_lines(self, lines: Sequence[str], at: float | None = None, *,
-                   cleaned: Sequence[str] | None = None) -> list[Finding]:
+                   cleaned: Sequence[str] | None = None,
+                   cleaned_joined: str | None = None) -> list[Finding]:
         """Take a block of lines that arrived together; return the findings they caused.
 
-        `cleaned`: the same lines through clean_lines, when the caller has them already.
+        `cleaned`: the same lines through clean_lines, when the caller has them already;
+        `cleaned_joined`: those joined by newlines (clean_block gives both), which saves
+        joining them again for the matcher.
         """
         at = self.clock() if at is None else at
         findings = self.check_deadlines(at)
         if not lines:
             return findings
-        raw = list(evidence_lines(lines))
-        text = clean_lines(lines) if cleaned is None else cleaned
+        text: Sequence[str]
+        if cleaned is None:
+            text, cleaned_joined = clean_block(lines)
+        else:
+            text = cleaned
         done = 0  # lines already in the tail
         start = 0
         while start < len(text):
-            # Slices bound the work thrown away when the boot moves on and other patterns apply.
-            phase, end = self._phase(), min(start + _SCAN_SLICE, len(text))
+            # The whole block first: on a console that shows nothing of the boot (most
+            # reads once a host is up) one Aho-Corasick pass finds nothing and that is
+            # all. After the boot moved on (other patterns apply), slices bound the work
+            # thrown away when it moves on again.
+            phase = self._phase()
+            if start == 0:
+                end, found = len(text), self._matchers[phase].scan(text, cleaned_joined)
+            else:
+                end = min(start + _SCAN_SLICE, len(text))
+                found = self._matchers[phase].scan(text[start:end])
             next_start = end
-            for offset, matched in self._matchers[phase].scan(text[start:end]):
+            for offset, matched in found:
                 index = start + offset
-                self._tail.extend(raw[done:index + 1])
+                self._keep(lines, done, index + 1)
                 done = index + 1
                 findings += self._on_line(text[index], matched, phase, at)
                 if self._phase() != phase:
                     next_start = index + 1
                     break
             start = next_start
-        self._tail.extend(raw[done:])
+        self._keep(lines, done, len(lines))
         for candidate in reversed(text):
             if candidate.strip():
                 self._last_line = candidate.strip()
                 break
         return findings
+
+    def _keep(self, lines: Sequence[str], start: int, end: int) -> None:
+        """lines[start:end] into the evidence tail, which only keeps its last maxlen: the
+        older ones are never copied (a 1 MB read is ~15,000 lines, the tail 50)."""
+        maxlen = self._tail.maxlen or 0
+        self._tail.extend(evidence_lines(lines[max(start, end - maxlen):end]))
 
     def check_deadlines(self, now: float | None = None) -> list[Finding]:
         """A deadline finding if the current step has lasted longer than the policy allows."""

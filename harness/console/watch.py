@@ -25,9 +25,11 @@ from harness.console.boot import (
     EVIDENCE_LIMIT,
     BootTracker,
     Finding,
+    LineBlock,
     LineMatcher,
     clean_block,
     evidence_lines,
+    lines_within,
 )
 from harness.models import Severity
 
@@ -155,12 +157,22 @@ class ConsoleWatch:
         at = self._clock() if at is None else at
         with self._cond:
             first = self._seq
-            joined = "\n".join(lines)
-            longest = max(map(len, lines), default=0)
+            if isinstance(lines, LineBlock):  # from SerialChannel's reader: joined already
+                joined = lines.text
+                longest = (EVIDENCE_LIMIT if lines_within(joined, EVIDENCE_LIMIT)
+                           else max(map(len, lines), default=0))  # a bound is enough
+            else:
+                joined = "\n".join(lines)
+                longest = max(map(len, lines), default=0)
             chars = len(joined) - len(lines) + 1 if lines else 0  # the newlines are not kept
             self._remember(lines, at, log_offset, longest, chars)
             new: list[Finding] = []
-            text, cleaned_joined = clean_block(lines, joined, longest)
+            text: list[str]
+            cleaned_joined: str | None
+            if isinstance(lines, LineBlock) and lines.plain:
+                text, cleaned_joined = lines, joined  # nothing to clean
+            else:
+                text, cleaned_joined = clean_block(lines, joined, longest)
             for index, matched in self._matcher.scan(text, cleaned_joined):
                 pattern = self.patterns[matched[0]]
                 new.append(Finding(
@@ -170,7 +182,8 @@ class ConsoleWatch:
                             f"{text[index].strip()[:300]!r}",
                     evidence=self._evidence(first + index), at=at))
             if self.tracker is not None:
-                new += [f for f in self.tracker.feed_lines(lines, at, cleaned=text)
+                new += [f for f in self.tracker.feed_lines(
+                    lines, at, cleaned=text, cleaned_joined=cleaned_joined)
                         if f.kind not in _TRACKER_DUPLICATES]
             callbacks = self._record(new)
         self._notify(new, callbacks)
