@@ -90,7 +90,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         try:
             view.refresh()
             if args.json:
-                print(json.dumps(view.to_json(), indent=2))
+                document = view.to_json()
+                document["holds"] = [
+                    {key: hold[key] for key in ("host", "stage", "reason", "opened_at",
+                                                "expires_at", "ssh_command")}
+                    for hold in store.open_holds() if hold["run_id"] == run_id]
+                print(json.dumps(document, indent=2))
                 return 0
             console = _console()
             if not args.watch:
@@ -99,9 +104,18 @@ def cmd_status(args: argparse.Namespace) -> int:
                 _watch_live(view, console, args)
             else:
                 _watch_plain(view, console, args)
+            _print_holds(console, store, run_id)
         finally:
             view.close()
     return 0
+
+
+def _print_holds(console: Console, store: Store, run_id: str) -> None:
+    """Held hosts of the run and how to reach them (harness.hold)."""
+    from harness.hold import hold_lines
+
+    for line in hold_lines(store, run_id):
+        console.print(line, soft_wrap=True)
 
 
 def _watch_live(view: RunView, console: Console, args: argparse.Namespace) -> None:

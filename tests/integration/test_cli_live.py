@@ -109,6 +109,19 @@ def test_status_into_a_pipe_is_plain(run: LiveRun) -> None:
     assert "FAILED smart" in next(line for line in lines if line.startswith("node02"))
 
 
+def test_status_shows_held_hosts(run: LiveRun) -> None:
+    with Store(run.store_path) as store:
+        store.add_hold(RUN_ID, "node02", stage="smart", reason="smart failed",
+                       opened_at=time.time(), expires_at=time.time() + 3600,
+                       ssh_command="ssh -i /keys/node02 root@192.0.2.12")
+    lines = vet(run, "status").stdout.splitlines()
+    held = lines.index("held (vet holds, vet release HOST):")
+    assert lines[held + 1].startswith("  node02 held since ")
+    assert lines[held + 1].endswith("(smart): ssh -i /keys/node02 root@192.0.2.12")
+    [hold] = json.loads(vet(run, "status", "--json").stdout)["holds"]
+    assert (hold["host"], hold["stage"]) == ("node02", "smart")
+
+
 def test_logs_annotated_and_filtered_by_source(run: LiveRun) -> None:
     everything = vet(run, "logs", "node01").stdout.splitlines()
     assert len(everything) == 10
