@@ -38,6 +38,7 @@ from harness.models import Host, Measurement
 from harness.mqtt import publisher_for
 from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
+from harness.notify import Notifier, summary_lines
 from harness.overrides import OVERRIDES, apply_overrides, check_overrides
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
@@ -74,6 +75,9 @@ class VetRun:
         self.current_stage: dict[str, str] = {}
         self.remaining: Counter[str] = Counter()
         self.open_hosts: dict[str, HostUnderTest] = {}
+        #: Sends StageFailed/SpecMismatch (move), RunCompleted (session end) and, through
+        #: harness.notify.notify_event, what other parts report (HoldingOpened).
+        self.notifier = Notifier.for_hosts(hosts, run_id).activate()
         #: `vet retry`: stages run on held hosts (no boot), with the operator's overrides.
         self.attach_held: bool = bool(config.getoption("vet_attach_held"))
         self.overrides: list[str] = list(config.getoption("vet_overrides") or ())
@@ -89,6 +93,7 @@ class VetRun:
         return apply_overrides(host, effective_params(self.profile, host), self.overrides)
 
     def close(self) -> None:
+        self.notifier.deactivate()
         if self._store is not None:
             self._store.close()
 
@@ -195,6 +200,8 @@ def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = 
     if events is not None:
         events.emit("harness", "state", stage=stage, reason=reason,
                     **{"from": previous.value, "to": state.value})
+    if state is State.FAILED:  # every failure passes here, boot failures included
+        run.notifier.host_failed(name, stage, reason)
 
 
 def _run(config: pytest.Config) -> VetRun | None:
@@ -580,6 +587,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         status = "interrupted" if interrupted else ("failed" if failed else "passed")
         run.store.finish_run(run.run_id, status)
+        run.notifier.run_completed(status, run.store.hosts(run.run_id))
+    # Workers send their hosts' events, the controller RunCompleted; each waits for its own
+    # deliveries at most the notification bound and records them for the summary.
+    run.notifier.drain()
+    run.notifier.record(run.store)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -588,6 +600,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.section(f"vet run {run.run_id} ({run.profile})")
     for line in render_summary(run.store, run.run_id).splitlines():
+        terminalreporter.line(line)
+    for line in summary_lines(run.store, run.run_id):
         terminalreporter.line(line)
     for line in hold_lines(run.store, run.run_id):
         terminalreporter.line(line)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import VetError
+from harness.notify import notification_counts
 from harness.states import State, stage_index
 from harness.store import Store
 from harness.summary import stage_outcomes, stage_warnings
@@ -163,6 +164,7 @@ def build_summary(store: Store, run_id: str, now: float | None = None) -> dict[s
             "held": sum(h["hold"] is not None and h["hold"]["status"] == "open" for h in hosts),
             "incomplete": verdicts.count("incomplete"),
         },
+        "notifications": notification_counts(store, run_id),
         "hosts": hosts,
     }
 
