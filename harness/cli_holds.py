@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.cli import _store
 from harness.errors import VetError
-from harness.hold import HoldError, find_hold, release_hold
+from harness.hold import HoldError, find_hold, forget_hold, release_hold
 from harness.janitor import DEFAULT_ARTIFACT_DAYS, DEFAULT_CONSOLE_DAYS, Retention, sweep
 from harness.leases import when
 from harness.models import Host
@@ -88,6 +88,8 @@ def _inventory_host(store: Store, hold: dict[str, Any], args: argparse.Namespace
 def cmd_release(args: argparse.Namespace) -> int:
     if bool(args.host) == bool(args.all):
         raise VetError("name one host (vet release HOST) or pass --all")
+    if args.forget and args.power_off:
+        raise VetError("--forget touches nothing, so it cannot --power-off; pass one of them")
     with _store(args) as store:
         holds = store.open_holds() if args.all else [find_hold(store, args.host)]
         if not holds:
@@ -96,9 +98,12 @@ def cmd_release(args: argparse.Namespace) -> int:
         failures = 0
         for hold in holds:
             try:
-                host = _inventory_host(store, hold, args)
-                what = release_hold(store, hold, host, power_off=True if args.power_off
-                                    else None, reports_dir=Path(args.reports_dir))
+                if args.forget:
+                    what = forget_hold(store, hold, reports_dir=Path(args.reports_dir))
+                else:
+                    host = _inventory_host(store, hold, args)
+                    what = release_hold(store, hold, host, power_off=True if args.power_off
+                                        else None, reports_dir=Path(args.reports_dir))
                 print(f"released {hold['host']}: {what}")
             except VetError as exc:
                 if not args.all:
@@ -176,6 +181,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     release.add_argument("--all", action="store_true", help="release every held host")
     release.add_argument("--power-off", action="store_true",
                          help="power off even where vet_release_power_off is false")
+    release.add_argument("--forget", action="store_true",
+                         help="the host is gone (lab down, machine pulled): close the hold "
+                              "and delete its key without touching the host")
     _inventory_options(release)
     release.set_defaults(func=cmd_release)
 

@@ -276,6 +276,30 @@ def _forget_key(hold: dict[str, Any]) -> None:
             folder.rmdir()
 
 
+def _events_for(hold: dict[str, Any], reports_dir: Path | None) -> EventLog | None:
+    """The held run's event log of the host, if its folder is still there."""
+    if reports_dir is None:
+        return None
+    run_dir = reports_dir / "runs" / hold["run_id"] / hold["host"]
+    return EventLog(run_dir / "events.jsonl", hold["run_id"], hold["host"]) \
+        if run_dir.is_dir() else None
+
+
+def _close(store: Store, hold: dict[str, Any], by: str, note: str,
+           events: EventLog | None) -> None:
+    """Holding -> Released in the held run, the hold closed with who, the key deleted."""
+    if store.host_state(hold["run_id"], hold["host"]) is State.HOLDING:
+        _move(store, hold["run_id"], hold["host"], State.RELEASED, f"released by {by}", events)
+    store.close_hold(int(hold["id"]), by, note)
+    _forget_key(hold)
+    _emit(events, "hold-released", hold_id=hold["id"], by=by, what=note)
+
+
+def _gone_hint(host: str) -> str:
+    return (f"; if {host} is gone (lab down, machine pulled), `vet release {host} --forget` "
+            "closes the hold without touching it")
+
+
 def release_hold(store: Store, hold: dict[str, Any], host: Host, *, by: str | None = None,
                  power_off: bool | None = None, reports_dir: Path | None = None) -> str:
     """Release a held host: boot script to the local disk, key revoked, power per policy,
@@ -289,38 +313,54 @@ def release_hold(store: Store, hold: dict[str, Any], host: Host, *, by: str | No
 
     by = by or operator()
     off = bool(hold["power_off"]) if power_off is None else power_off
-    run_dir = reports_dir / "runs" / hold["run_id"] / host.name if reports_dir else None
-    events = (EventLog(run_dir / "events.jsonl", hold["run_id"], host.name)
-              if run_dir is not None and run_dir.is_dir() else None)
+    events = _events_for(hold, reports_dir)
     try:
         done = []
         if host.pxe is not None:
-            release_host(host.pxe, host, on_event=lambda e: _emit(events, "ansible", **e))
+            try:
+                release_host(host.pxe, host, on_event=lambda e: _emit(events, "ansible", **e))
+            except VetError as exc:
+                raise HoldError(f"host {host.name}: release.yml failed: {exc}"
+                                + _gone_hint(host.name)) from None
             done.append("boot script -> local disk")
         revoked, how = _revoke(hold, host)
         if not revoked and not off:
             raise HoldError(
                 f"host {host.name}: the hold key could not be revoked ({how}), and the host "
                 "would stay on with it; fix the access and release again, or release it "
-                f"powered off: vet release {host.name} --power-off")
+                f"powered off: vet release {host.name} --power-off" + _gone_hint(host.name))
         done.append(how if revoked else f"key not revoked ({how}); it ends at power-off")
         if off:
-            driver = power_driver(host)
-            driver.off()
+            try:
+                driver = power_driver(host)
+                driver.off()
+            except VetError as exc:
+                raise HoldError(f"host {host.name}: could not power it off: {exc}"
+                                + _gone_hint(host.name)) from None
             done.append(f"powered off ({driver.driver})")
         else:
             done.append("left on (vet_release_power_off: false)")
-        if store.host_state(hold["run_id"], host.name) is State.HOLDING:
-            _move(store, hold["run_id"], host.name, State.RELEASED, f"released by {by}",
-                  events)
         note = "; ".join(done)
-        store.close_hold(int(hold["id"]), by, note)
-        _forget_key(hold)
-        _emit(events, "hold-released", hold_id=hold["id"], by=by, what=note)
+        _close(store, hold, by, note, events)
         return note
     finally:
         if events is not None:
             events.close()
+
+
+def forget_hold(store: Store, hold: dict[str, Any], *, by: str | None = None,
+                reports_dir: Path | None = None) -> str:
+    """Close the hold of a host that is gone, touching nothing of it (no BMC, no PXE
+    server, no SSH): for a lab taken down or a machine pulled from the rack."""
+    by = by or operator()
+    note = "forgotten: nothing done to the host (gone, says the operator)"
+    events = _events_for(hold, reports_dir)
+    try:
+        _close(store, hold, by, note, events)
+    finally:
+        if events is not None:
+            events.close()
+    return note
 
 
 def hold_lines(store: Store, run_id: str | None = None,
