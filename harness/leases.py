@@ -80,9 +80,11 @@ def refusal(conflicts: Sequence[dict[str, Any]]) -> str:
     lines = []
     for c in conflicts:
         if c["kind"] == "held":
+            expired = c["expires_at"] is not None and c["expires_at"] <= time.time()
             lines.append(
                 f"host {c['host']} is held for a human by {c['holder'] or '?'} (run "
-                f"{c['run_id']}) since {when(c['since'])}, until {when(c['expires_at'])}: "
+                f"{c['run_id']}) since {when(c['since'])}, until {when(c['expires_at'])}"
+                f"{' (expired: `vet janitor` releases it)' if expired else ''}: "
                 f"`vet holds` shows how to get in, `vet release {c['host']}` frees it, "
                 f"`vet retry {c['host']} --stage STAGE` re-runs a stage on it")
         else:

@@ -110,12 +110,16 @@ def test_a_held_host_is_refused_until_released(store: Store) -> None:
     text = str(refused.value)
     assert "host node07 is held for a human by bob@ctl (run r0) since" in text
     assert "vet release node07" in text and "vet retry node07" in text
+    assert "expired" not in text
+    _hold(store, "r5", "node08", opened=time.time() - 7200)  # its hour is over
+    with pytest.raises(leases.HostBusy, match=r"\(expired: `vet janitor` releases it\)"):
+        leases.acquire(store, "r1", ["node08"])
     leases.acquire(store, "r1", ["node07"], attach_held=True)  # what vet retry does
     leases.release(store, "r1")
     store.close_hold(hold_id, "carol", "done")
     leases.acquire(store, "r2", ["node07"])
-    assert store.open_holds() == []
-    [row] = store.query("SELECT * FROM holds")
+    assert store.open_holds("node07") == []
+    [row] = store.query("SELECT * FROM holds WHERE host = 'node07'")
     assert row["released_by"] == "carol" and row["release_note"] == "done"
 
 
