@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,6 +21,21 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
+
+
+def raw_field(line: bytes, name: str) -> str | None:
+    """The value of string field `name` of a raw event line, without parsing the line.
+
+    EventLog writes run, host, source and kind before any field of the event's own, and
+    JSON escapes quotes inside strings, so the first `"name": "` is the event's own field.
+    """
+    marker = f'"{name}": "'.encode()
+    start = line.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = line.find(b'"', start)
+    return line[start:end].decode(errors="replace") if end >= 0 else None
 
 
 class EventTail:
@@ -32,11 +48,14 @@ class EventTail:
         self._inode: int | None = None
         self._partial = b""
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self, want: Callable[[bytes], bool] | None = None,
+             keep_latest: bool = False) -> list[dict[str, Any]]:
         """The complete events appended since the last call (none if the file is missing).
 
-        A file replaced or truncated under us (a new run reusing the path) is read again
-        from its start.
+        `want` sees each raw line first: lines it refuses are not parsed at all (a burn-in's
+        console lines are most of the file); `keep_latest` still parses the latest refused
+        line, in its place, so a view's "latest event" stays true. A file replaced or
+        truncated under us (a new run reusing the path) is read again from its start.
         """
         try:
             stat = os.stat(self.path)
@@ -50,6 +69,12 @@ class EventTail:
             return []
         self.offset += len(data)
         *lines, self._partial = (self._partial + data).split(b"\n")
+        if want is not None:
+            wanted = [want(line) for line in lines]
+            refused = [n for n, ok in enumerate(wanted) if not ok]
+            if keep_latest and refused:
+                wanted[refused[-1]] = True
+            lines = [line for line, ok in zip(lines, wanted, strict=True) if ok]
         events = []
         for line in lines:
             try:

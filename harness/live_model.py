@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.event_format import clean, describe, describe_progress
-from harness.event_tail import EventTail
+from harness.event_tail import EventTail, raw_field
 from harness.store import Store
 from harness.summary import stage_outcomes
 
 #: States in which a host no longer works: its clock stops there.
 DONE_STATES = frozenset({"Completed", "Failed", "Holding", "Released"})
+
+
+#: Events that say nothing an operator watches for: never the "last event".
+_BOOKKEEPING = frozenset({"host-closed"})
 
 
 @dataclass
@@ -47,7 +51,8 @@ class HostView:
         if kind == "progress":
             self.progress = event
             return
-        self.last_event = event
+        if kind not in _BOOKKEEPING:
+            self.last_event = event
         if kind == "state" and isinstance(event.get("to"), str):
             self.set_state(event["to"], event.get("stage"), str(event.get("reason") or ""),
                            at if isinstance(at, int | float) else None)
@@ -120,8 +125,13 @@ def verdict(cells: dict[str, dict[str, Any]], state: str) -> str:
         return f"FAILED {failed[0]}"
     passed = sum(c["outcome"] == "passed" for c in cells.values())
     if state == "Completed":
-        return f"PASSED ({passed} stages)"
+        return f"PASSED ({passed} stage{'s' if passed != 1 else ''})"
     return f"ok so far ({passed} passed)" if passed else "-"
+
+
+def not_a_line(raw: bytes) -> bool:
+    """Output lines only ever matter as the latest event: a view need not parse the rest."""
+    return raw_field(raw, "kind") != "line"
 
 
 def events_path(run_dir: Path, host: str) -> Path:
@@ -170,7 +180,7 @@ class RunView:
             self._load_store()
         for name, view in self.hosts.items():
             tail = self._tails.setdefault(name, EventTail(events_path(self.run_dir, name)))
-            for event in tail.read():
+            for event in tail.read(want=not_a_line, keep_latest=True):
                 view.apply(event)
             self._apply_row(view)  # the store is the truth for states, events only add
 

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 import pytest
@@ -28,7 +28,7 @@ import pytest
 from harness.event_format import duration
 from harness.event_tail import EventTail, FileChanges
 from harness.events import EventLog, on_open
-from harness.live_model import HostView, events_path
+from harness.live_model import HostView, events_path, not_a_line
 from harness.term_status import Passthrough, StatusArea
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class LiveProgress:
         if self._changes is not None:
             self._changes.watch(self.run.run_dir, recursive=True)
         for name, tail in self._tails.items():
-            events = tail.read()
+            events = tail.read(want=not_a_line, keep_latest=True)
             with self._lock:
                 for event in events:
                     self.views[name].apply(event)
@@ -210,11 +210,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[LIVE_KEY] = LiveProgress(run, config.get_terminal_writer(), out)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Start around whichever loop runs the tests (pytest's own, or xdist's DSession)."""
     live = session.config.stash.get(LIVE_KEY, None)
     if live is not None:
         live.start(tail=session.config.pluginmanager.has_plugin("dsession"))
+    return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)

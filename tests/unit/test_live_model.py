@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.event_tail import EventTail
-from harness.live_model import HostView, RunView, StoreChanges, verdict
+from harness.event_tail import EventTail, raw_field
+from harness.events import EventLog
+from harness.live_model import HostView, RunView, StoreChanges, not_a_line, verdict
 from harness.states import State
 from harness.store import Store
 from tests.fixtures.live_run import RUN_ID, LiveRun, make_live_run
@@ -109,7 +110,23 @@ def test_verdict_so_far() -> None:
     assert verdict({}, "Queued") == "-"
     assert verdict({"spec": passed}, "SMART") == "ok so far (1 passed)"
     assert verdict({"spec": passed, "smart": {"outcome": "error"}}, "Failed") == "FAILED smart"
-    assert verdict({"spec": passed}, "Completed") == "PASSED (1 stages)"
+    assert verdict({"spec": passed}, "Completed") == "PASSED (1 stage)"
+
+
+def test_tail_skips_unwanted_lines_but_keeps_the_latest(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, "r", "h")
+    log.emit("console", "line", text='"kind": "state" in a console line')
+    log.emit("harness", "state", to="SMART", note={"kind": "line"})
+    log.emit("console", "line", text="latest line")
+    log.emit("harness", "progress", percent=5.0)
+    log.close()
+    tail = EventTail(path)
+    events = tail.read(want=not_a_line, keep_latest=True)
+    assert [(e["kind"], e.get("text")) for e in events] == [
+        ("state", None), ("line", "latest line"), ("progress", None)]
+    assert raw_field(path.read_bytes().splitlines()[0], "kind") == "line"
+    tail.close()
 
 
 def test_tail_keeps_a_torn_line_and_follows_a_replaced_file(tmp_path: Path) -> None:
