@@ -30,7 +30,7 @@ def gate(step):
     path = os.environ.get("LIVE_GATE")
     if path:
         with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(120)
+            s.settimeout(300)
             s.connect(path)
             s.sendall(step.encode() + b"\\n")
             s.recv(1)
@@ -80,7 +80,7 @@ class Gate:
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(str(path))
         self.server.listen(1)
-        self.server.settimeout(120)
+        self.server.settimeout(300)  # a busy CI machine starts pytest slowly
 
     def reached(self) -> tuple[socket.socket, str]:
         conn, _ = self.server.accept()
@@ -120,7 +120,7 @@ def _run_under_pty(project: Path, gate: Gate, run_id: str, *extra: str) -> list[
     log = io.BytesIO()
     argv = _argv(project, run_id, *extra)
     child = pexpect.spawn(argv[0], argv[1:], cwd=str(project), env=_env(LIVE_GATE=str(gate.path)),
-                          dimensions=(ROWS, COLUMNS), timeout=120)
+                          dimensions=(ROWS, COLUMNS), timeout=300)
     child.logfile_read = log
     screens = []
     try:
