@@ -85,7 +85,8 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     assert "localhost" in report.stdout and "Completed" in report.stdout
     summary = json.loads((reports / "runs" / "ok1" / "summary.json").read_text())
-    assert summary["totals"] == {"hosts": 1, "passed": 1, "failed": 0, "incomplete": 0}
+    assert summary["totals"] == {"hosts": 1, "passed": 1, "failed": 0, "incomplete": 0,
+                                 "held": 0}
     stages = [s["stage"] for s in summary["hosts"][0]["stages"]]
     assert stages == ["inventory", "spec", "smart", "cpu", "memory", "storage", "network",
                       "gpu", "psu"]
