@@ -1,12 +1,13 @@
 """The live view's model: hosts from a real store and event files, refreshed incrementally
-(event files by offset, the store only when another connection wrote to it)."""
+(event files by offset, the store only when another connection wrote to it), and the
+inotify wake-up that tells a follower to look again."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.event_tail import EventTail, raw_field
+from harness.event_tail import EventTail, FileChanges, raw_field
 from harness.events import EventLog
 from harness.live_model import HostView, RunView, StoreChanges, not_a_line, verdict
 from harness.states import State
@@ -143,3 +144,21 @@ def test_tail_keeps_a_torn_line_and_follows_a_replaced_file(tmp_path: Path) -> N
     path.write_bytes(b'{"kind": "new"}\n')  # a new file at the same path
     assert [e["kind"] for e in tail.read()] == ["new"]
     tail.close()
+
+
+def test_file_changes_wake_on_writes_in_new_subfolders_not_on_reads(tmp_path: Path) -> None:
+    with FileChanges() as changes:
+        assert not changes.watch(tmp_path / "run")  # not there yet
+        (tmp_path / "run").mkdir()
+        assert changes.watch(tmp_path / "run", recursive=True)
+        changes.wait(0)  # forget the watch's own setup
+        host = tmp_path / "run" / "node01"
+        host.mkdir()
+        assert changes.wait(10)
+        (host / "events.jsonl").write_text('{"kind": "a"}\n')
+        assert changes.wait(10)
+        for _ in range(20):  # let the last write's events (modify, close) drain
+            if not changes.wait(0.5):
+                break
+        assert (host / "events.jsonl").read_text()
+        assert not changes.wait(0.5)  # reading is not a change
