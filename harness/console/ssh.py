@@ -708,8 +708,8 @@ class SshChannel:
                     chan.status_event.wait(remaining)
                 finally:
                     chan.close()
-        except ChannelError as exc:
-            raise _Lost(str(exc)) from None
+        except ChannelError as exc:  # the caller names the host again: say it once
+            raise _Lost(str(exc).removeprefix(f"{self._who}: ")) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise _Lost(f"connection lost while stopping the command ({exc})") from None
 
