@@ -11,7 +11,8 @@ mid-run must not slow or fail the run:
 - a sender thread hands messages to paho-mqtt, whose own network thread
   (`loop_start` + `connect_async`) connects, reconnects with back-off and re-sends
   unacknowledged QoS 1 messages after a reconnect (paho's own queue is bounded too);
-- log messages that find no connection are counted, not kept (they are in events.jsonl);
+- log messages that find no connection are counted, not kept (they are in events.jsonl),
+  except while the first connection is being made (at most the connect timeout);
 - `close()` waits a bounded time for outstanding state messages, then logs the counts.
 
 paho-mqtt rather than a hand-written client: it is the reference Python client and
@@ -78,6 +79,8 @@ class MqttPublisher:
         self.config = config
         self.counts = Counts()
         self.connected = threading.Event()
+        #: Set once the first connection attempt succeeded or failed.
+        self._first_attempt = threading.Event()
         self._queue: queue.Queue[tuple[str, bytes, int, bool] | None] = queue.Queue(
             maxsize=config.queue_size)
         self._lock = threading.Lock()
@@ -99,6 +102,7 @@ class MqttPublisher:
             self._client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s)
         self._client.loop_start()
@@ -140,7 +144,10 @@ class MqttPublisher:
     # -- the sender thread ----------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
+        # What is emitted while the first connection is made (a run's first states and
+        # lines) waits for it in the bounded queue instead of finding no connection.
+        self._first_attempt.wait(self._client.connect_timeout + 1.0)
+        while (item := self._queue.get()) is not None and not self._closed:
             topic, payload, qos, retain = item
             if qos == 0 and not self.connected.is_set():
                 # Before CONNACK paho would write it behind CONNECT to a broker that may
@@ -173,15 +180,22 @@ class MqttPublisher:
                     properties: Any) -> None:
         if getattr(reason, "is_failure", False):
             self._note_error(f"broker refused the connection: {reason}")
+            self._first_attempt.set()
             return
         self.connected.set()
+        self._first_attempt.set()
         log.info("mqtt: connected to %s", self.endpoint)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         self.connected.clear()
+        self._first_attempt.set()
         if not self._closed:
             self._note_error(f"disconnected: {reason}")
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._first_attempt.set()
+        self._note_error("cannot connect")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:

@@ -106,11 +106,14 @@ def test_a_dead_broker_never_slows_or_fails_the_emitter(events: EventLog,
     try:
         publisher.attach(events)
         started = time.perf_counter()
+        slowest = 0.0
         for n in range(1000):
+            one = time.perf_counter()
             if n % 100 == 0:
                 _state(events, "CPUStress", "CPUStress", stage="cpu")
             else:
                 events.emit("console", "line", text=f"line {n}")
+            slowest = max(slowest, time.perf_counter() - one)
         emit_s = time.perf_counter() - started
         closing = time.perf_counter()
         publisher.close(flush_s=1.0)
@@ -119,9 +122,10 @@ def test_a_dead_broker_never_slows_or_fails_the_emitter(events: EventLog,
     finally:
         if listener is not None:
             listener.close()
-    # 1000 events written to disk and offered to MQTT: well under a second here (~30 ms
-    # measured); a blocking publish would take the connect timeout (5 s) at least.
-    assert emit_s < 1.0, f"1000 emits took {emit_s:.3f} s with the broker down"
+    # 1000 events written to disk and offered to MQTT: ~0.15 s here (~0.07 s without
+    # MQTT); an emit that waited on the broker would take the connect timeout (5 s).
+    assert emit_s < 2.0, f"1000 emits took {emit_s:.3f} s with the broker down"
+    assert slowest < 0.5, f"one emit took {slowest:.3f} s with the broker down"
     assert close_s < 8.0
     assert counts.published == 0
     # Everything is accounted for: a full queue drops, the rest was never sent.
