@@ -135,22 +135,29 @@ def _watch_live(view: RunView, console: Console, args: argparse.Namespace) -> No
 
 
 def _watch_plain(view: RunView, console: Console, args: argparse.Namespace) -> None:
-    """Into a pipe: the table, then one line per state change, then the final table."""
+    """Into a pipe: the table, then each state change as the store recorded it (time,
+    host, from, to, reason), then the final table."""
     console.print(render_table(view, time.time(), False))
-    seen = {name: host.state for name, host in view.hosts.items()}
+    seen = _new_transitions(view, None, console, show=False)
     with FileChanges() as changes:
         while not view.finished:
             changes.wait(TICK_S)
             _watch_folders(changes, args, view.run_id)
             view.refresh()
-            for name, host in sorted(view.hosts.items()):
-                if seen.get(name) != host.state:
-                    reason = f": {host.reason}" if host.reason else ""
-                    console.print(f"{clock(time.time())} {name} {seen.get(name, '-')} -> "
-                                  f"{host.state}{reason}", soft_wrap=True)
-                    seen[name] = host.state
+            seen = _new_transitions(view, seen, console, show=True)
     console.print(render_table(view, time.time(), False))
     console.print(f"run {view.run_id} finished: {view.run.get('status')}")
+
+
+def _new_transitions(view: RunView, after: int | None, console: Console, show: bool) -> int:
+    """Print the run's transitions after id `after`; the last id seen."""
+    rows = view.store.query("SELECT * FROM transitions WHERE run_id = ? AND id > ? ORDER BY id",
+                            (view.run_id, after or 0))
+    for row in rows if show else ():
+        reason = f": {row['reason']}" if row["reason"] else ""
+        console.print(clean(f"{clock(row['at'])} {row['host']} {row['from_state']} -> "
+                            f"{row['to_state']}{reason}"), soft_wrap=True)
+    return int(rows[-1]["id"]) if rows else (after or 0)
 
 
 def _watch_folders(changes: FileChanges, args: argparse.Namespace, run_id: str) -> None:

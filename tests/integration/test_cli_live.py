@@ -173,7 +173,9 @@ def test_status_watch_into_a_pipe_logs_state_changes_until_the_run_ends(
     follower.until("node03")  # the first table is out
     with Store(run.store_path) as store:
         store.transition(RUN_ID, "node03", State.QUEUED, "picked up")
+        store.transition(RUN_ID, "node03", State.SMART, "stage smart", "smart")
         follower.until("node03 Registered -> Queued: picked up")
+        follower.until("node03 Queued -> SMART: stage smart")  # each change, however quick
         store.finish_run(RUN_ID, "failed")
     code, out, err = follower.finish()
     assert code == 0, err
