@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,21 @@ log = logging.getLogger(__name__)
 
 #: Called with every event after it is on disk (live view, MQTT, terminal progress).
 Listener = Callable[[dict[str, Any]], None]
+
+#: A run token as harness.token makes them (v1.<expiry>.<43 url-safe base64 characters>).
+#: The host's kernel command line carries one, and `dmesg` prints that command line, so
+#: any command output can hold it. Matched by shape, so a token from another run (a held
+#: host booted by an earlier run) is caught too. Spelled out here, not imported, so the
+#: event log needs no token module; tests/unit/test_redaction.py checks the two agree.
+TOKEN_SHAPE = re.compile(r"v1\.(?:0|[1-9]\d{0,11})\.[A-Za-z0-9_-]{43}")
+REDACTED_TOKEN = "v1.<run token redacted>"
+
+
+def redact(text: str) -> str:
+    """`text` with every run token replaced (cheap when there is none: one substring test)."""
+    if "v1." not in text:
+        return text
+    return TOKEN_SHAPE.sub(REDACTED_TOKEN, text)
 
 #: Called with every EventLog this process opens (see on_open).
 _open_listeners: list[Callable[[EventLog], None]] = []
@@ -74,6 +90,10 @@ class EventLog:
             **{k: to_jsonable(v) for k, v in fields.items()},
         }
         line = json.dumps(event, ensure_ascii=False)
+        clean = redact(line)
+        if clean != line:  # a token in some field: write, and hand on, the redacted event
+            line = clean
+            event = json.loads(line)
         with self._lock:
             if not self._file.closed:
                 self._file.write(line + "\n")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import allure
 
+from harness.events import redact as redact_tokens
 from harness.models import to_jsonable
 
 _TYPES = {
@@ -23,14 +25,21 @@ _TYPES = {
 
 
 class Evidence:
-    """Writes numbered evidence files under one directory and attaches each."""
+    """Writes numbered evidence files under one directory and attaches each.
 
-    def __init__(self, directory: Path) -> None:
+    Text passes through `redact` first (default: run tokens out, as in the event log):
+    raw outputs such as `dmesg` carry the host's kernel command line.
+    """
+
+    def __init__(self, directory: Path,
+                 redact: Callable[[str], str] = redact_tokens) -> None:
         self.directory = directory
         self._count = 0
+        self._redact = redact
 
     def attach(self, name: str, body: str, kind: str = "text") -> Path:
         attachment_type, extension = _TYPES[kind]
+        name, body = self._redact(name), self._redact(body)
         self._count += 1
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "evidence"
         path = self.directory / f"{self._count:03d}-{safe}.{extension}"

@@ -6,6 +6,7 @@ events, evidence and an Allure step, so stage code stays an operator's checklist
 
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 import time
@@ -23,7 +24,7 @@ from harness.console.channel import Channel, OutputLine
 from harness.console.serial import SerialChannel
 from harness.console.watch import ConsoleWatch
 from harness.errors import ConsoleDeath, ToolMissing
-from harness.events import EventLog
+from harness.events import EventLog, redact
 from harness.evidence import Evidence
 from harness.models import (
     CommandResult,
@@ -32,6 +33,7 @@ from harness.models import (
     Measurement,
     Severity,
     SpecDifference,
+    to_jsonable,
 )
 from harness.plots import plot_record
 from harness.profiles import Params
@@ -289,8 +291,13 @@ class HostUnderTest:
     def record(self, name: str, record: Any) -> None:
         """Keep a parsed record: in the store, and attached as JSON (plus a PNG plot when
         it holds series over time, harness.plots)."""
-        self.ctx.store.add_record(self.ctx.run_id, self.name, self.stage, name, record)
-        self.evidence.attach_json(name, record)
+        data = to_jsonable(record)
+        text = json.dumps(data)
+        clean = redact(text)
+        if clean != text:  # e.g. a kernel log holding the command line's run token
+            data = json.loads(clean)
+        self.ctx.store.add_record(self.ctx.run_id, self.name, self.stage, name, data)
+        self.evidence.attach_json(name, data)
         try:
             image = plot_record(f"{self.name} {self.stage}: {name}", record)
         except Exception as exc:  # a plot is evidence, never a verdict: keep the stage's own
