@@ -8,7 +8,8 @@ attach read-only through that socket, unless forced.
 
 flock, not a pid file: the kernel drops the lock when the holder dies, however it
 dies, so a crashed run never leaves a console "busy". The holder removes the file on
-release; a file left by a crash is unlocked and counts as free.
+release; a file left by a crash is unlocked, counts as free, and is removed by the
+next `take()` of any console.
 
 Files live in the runtime directory: $VET_RUNTIME_DIR, else $XDG_RUNTIME_DIR/vet, else
 /tmp/vet-<uid> (mode 0700), under consoles/, named by a hash of the URL: the console
@@ -60,6 +61,7 @@ class ConsoleLock:
     def take(cls, url: str, info: dict[str, Any]) -> ConsoleLock | None:
         """The lock for `url` with `info` written in it, or None if someone holds it."""
         path = lock_path(url)
+        _sweep(path.parent)
         for _ in range(5):  # the holder may remove the file between our open and flock
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -86,6 +88,24 @@ class ConsoleLock:
             self.path.unlink()  # while still locked: nobody can take a stale inode
         os.close(self._fd)
         self._fd = None
+
+
+def _sweep(directory: Path) -> None:
+    """Remove what killed holders left (their locks are free): the directory stays tidy."""
+    for stale in directory.glob("*.lock"):
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(stale).st_ino == os.fstat(fd).st_ino:
+                stale.with_suffix(".sock").unlink(missing_ok=True)
+                stale.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            pass  # held: a live holder; or gone meanwhile
+        finally:
+            os.close(fd)
 
 
 def holder(url: str) -> dict[str, Any] | None:
