@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from harness.events import EventLog
 from harness.models import MqttConfig
+from harness.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class MqttPublisher:
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._last_error: str | None = None
+        #: When the latest state event of each (run, host) happened (see catch_up).
+        self._last_state_at: dict[tuple[str, str], float] = {}
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"vet-{uuid.uuid4().hex[:12]}",
@@ -122,11 +126,32 @@ class MqttPublisher:
 
         def listener(event: dict[str, Any]) -> None:
             if event.get("kind") == "state":
+                self._last_state_at[(events.run_id, events.host)] = float(event["at"])
                 self._offer(state_topic, event, qos=1, retain=True)
             else:
                 self._offer(log_topic, event, qos=0, retain=False)
 
         events.subscribe(listener)
+
+    def catch_up(self, run_id: str, host: str, transitions: list[dict[str, Any]]) -> int:
+        """Publish stored transitions no state event carried; returns how many.
+
+        The pytest plugin stores a host's last transitions (Reporting, Completed) after
+        the host fixture closed its event log, so they never pass the listener; without
+        them a dashboard would show the host in its last stage for ever. A transition is
+        missed if it was stored after the latest state event (the store writes before the
+        event is emitted, both on time.time()). The payload has the event's shape.
+        """
+        state_topic, _ = topics(self.config.topic_prefix, run_id, host)
+        last = self._last_state_at.get((run_id, host), float("-inf"))
+        missed = [t for t in transitions if float(t["at"]) > last]
+        for t in missed:
+            self._offer(state_topic, {
+                "at": t["at"], "run": run_id, "host": host, "source": "harness",
+                "kind": "state", "command_id": None, "stage": t["stage"],
+                "reason": t["reason"], "from": t["from_state"], "to": t["to_state"],
+            }, qos=1, retain=True)
+        return len(missed)
 
     def _offer(self, topic: str, event: dict[str, Any], qos: int, retain: bool) -> None:
         if self._closed:
@@ -242,6 +267,17 @@ class MqttPublisher:
             "mqtt %s: %d messages published, %d dropped (queue full), %d not sent "
             "(broker unreachable)", self.endpoint, counts.published, counts.dropped,
             counts.not_sent)
+
+
+def finish_host(publisher: MqttPublisher, store_path: Path, run_id: str, host: str) -> None:
+    """At the end of the run: publish the host's missed final states, then close."""
+    try:
+        with Store(store_path) as store:
+            publisher.catch_up(run_id, host, store.transitions(run_id, host))
+    except Exception as exc:  # the view must not fail the run's end either
+        log.warning("mqtt: cannot read the final states of %s from %s: %s", host,
+                    store_path, exc)
+    publisher.close()
 
 
 def publisher_for(config: MqttConfig | None, events: EventLog) -> MqttPublisher | None:

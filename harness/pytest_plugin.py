@@ -8,6 +8,7 @@ and labels Allure results by server and stage.
 
 from __future__ import annotations
 
+import functools
 import platform
 import secrets
 import time
@@ -35,7 +36,7 @@ from harness.leases import HostBusy, operator
 from harness.leases import acquire as acquire_leases
 from harness.leases import release as release_leases
 from harness.models import Host, Measurement
-from harness.mqtt import publisher_for
+from harness.mqtt import finish_host, publisher_for
 from harness.netboot import BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.notify import Notifier, summary_lines
@@ -314,7 +315,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     events = open_events(ctx, spec.name)
     mqtt = publisher_for(spec.mqtt, events)  # vet_mqtt: live events to a broker
     if mqtt is not None:
-        request.config.add_cleanup(mqtt.close)  # after the run's last event
+        request.config.add_cleanup(  # after the host's last state, even one not emitted
+            functools.partial(finish_host, mqtt, run.store_path, run.run_id, spec.name))
     for done in run.store.transitions(run.run_id, spec.name):  # made before the host opened
         events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
                     at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})

@@ -192,13 +192,42 @@ def test_a_real_run_publishes_its_states(pytester: pytest.Pytester, broker: Brok
             "-p", "harness.pytest_plugin", "--inventory", "hosts.yml", "--run-id", "r-mqtt",
             "-m", "stage", "-p", "no:cacheprovider")
         result.assert_outcomes(passed=2)
-        states = subscriber.wait_for(3, topic_suffix="/state")
+        states = subscriber.wait_for(5, topic_suffix="/state")
         logs = subscriber.wait_for(1, topic_suffix="/log")
     finally:
         subscriber.close()
     assert {m.topic for m in states} == {"lab/vet/r-mqtt/node01/state"}
-    # Reporting and Completed are stored after the host fixture's teardown, when the
-    # host's EventLog is closed, so they reach neither events.jsonl nor MQTT (yet).
+    # Reporting and Completed are stored after the host fixture closed the host's event
+    # log: they come from the store at the end of the run (MqttPublisher.catch_up).
     assert [json.loads(m.payload)["to"] for m in states] == [
-        "Queued", "InventoryCheck", "CPUStress"]
+        "Queued", "InventoryCheck", "CPUStress", "Reporting", "Completed"]
+    assert all(m.retain or m.qos == 1 for m in states)
     assert any(json.loads(m.payload)["kind"] == "stage-start" for m in logs)
+
+
+def test_catch_up_publishes_only_what_no_event_carried(broker: Broker, events: EventLog) -> None:
+    publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=broker.port))
+    try:
+        publisher.attach(events)
+        _state(events, "Queued", "CPUStress", stage="cpu")
+        emitted_at = json.loads(events.path.read_text().splitlines()[-1])["at"]
+        stored = [  # as Store.transitions returns them: one before the event, two after
+            {"at": emitted_at - 0.001, "stage": "cpu", "reason": "stage cpu",
+             "from_state": "Queued", "to_state": "CPUStress"},
+            {"at": emitted_at + 1, "stage": None, "reason": "all stages passed",
+             "from_state": "CPUStress", "to_state": "Reporting"},
+            {"at": emitted_at + 2, "stage": None, "reason": "vetted",
+             "from_state": "Reporting", "to_state": "Completed"},
+        ]
+        assert publisher.catch_up(RUN, "node01", stored) == 2
+    finally:
+        publisher.close()  # waits for the broker's acknowledgements
+    subscriber = Subscriber(broker.port, "vet/+/+/state")
+    try:
+        [retained] = subscriber.wait_for(1)
+    finally:
+        subscriber.close()
+    body = json.loads(retained.payload)
+    assert (body["kind"], body["from"], body["to"], body["reason"]) == (
+        "state", "Reporting", "Completed", "vetted")
+    assert publisher.counts.published == 3 and publisher.counts.not_sent == 0
