@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import StoreError
 from harness.models import Measurement, SpecDifference, to_jsonable
 from harness.states import State, check_transition
+from harness.write_lock import LockTimeout, WriteLock
 
 #: Each entry moves the schema one version up; never edit a released entry, append.
 MIGRATIONS: Sequence[str] = (
@@ -163,6 +164,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Store:
     """One process's handle on the run store; safe to share between its threads."""
 
+    #: How long a write waits for another process's transaction before StoreError.
+    WRITE_LOCK_TIMEOUT_S = 60.0
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
@@ -174,6 +178,7 @@ class Store:
             self._db.execute("PRAGMA busy_timeout = 60000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._write_lock = WriteLock(self.path.with_name(f"{self.path.name}-writelock"))
         except (OSError, sqlite3.OperationalError) as exc:
             raise StoreError(
                 f"run store {self.path}: cannot open ({exc}); pass a writable path with --store"
@@ -189,6 +194,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._write_lock.close()
 
     def __enter__(self) -> Store:
         return self
@@ -200,13 +206,24 @@ class Store:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:  # writers queue on the flock, woken at once (see harness.write_lock)
+                self._write_lock.acquire(self.WRITE_LOCK_TIMEOUT_S)
+            except LockTimeout as exc:
+                raise StoreError(
+                    f"run store {self.path}: another process held its write lock for "
+                    f"{self.WRITE_LOCK_TIMEOUT_S:g} s; find it with `fuser "
+                    f"{self._write_lock.path}` (a stopped or hung vet) and end it"
+                ) from exc
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                self._write_lock.release()
 
     def _migrate(self) -> None:
         try:
