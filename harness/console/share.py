@@ -59,12 +59,17 @@ class ConsoleShare:
 
     @classmethod
     def start(cls, channel: SerialChannel, purpose: str = "run") -> ConsoleShare | None:
-        """Lock and share `channel`'s console; None (logged) if someone else holds it."""
-        path = runtime_dir() / "consoles" / f"{console_key(channel.url)}.sock"
-        lock = ConsoleLock.take(channel.url, {
-            "host": channel.name, "purpose": purpose, "socket": str(path),
-            "console_log": None if channel.console_log is None else str(channel.console_log),
-        })
+        """Lock and share `channel`'s console; None (logged) if someone else holds it or
+        the runtime directory is unusable: sharing must never stop a run."""
+        try:
+            path = runtime_dir() / "consoles" / f"{console_key(channel.url)}.sock"
+            lock = ConsoleLock.take(channel.url, {
+                "host": channel.name, "purpose": purpose, "socket": str(path),
+                "console_log": None if channel.console_log is None else str(channel.console_log),
+            })
+        except OSError as exc:
+            log.warning("cannot lock console %s of %s: %s", channel.url, channel.name, exc)
+            return None
         if lock is None:
             log.info("console %s of %s is held by another process; not sharing it",
                      channel.url, channel.name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from harness.console.lock import ConsoleLock, holder, lock_path, runtime_dir
+from harness.console.serial import SerialChannel
 
 URL = "socket://127.0.0.1:7001"
 
@@ -44,3 +46,18 @@ def test_a_dead_holders_files_count_as_free_and_are_swept(private_runtime: Path)
     assert not lock_path(URL).exists() and not sock.exists()
     other.release()
     assert list((private_runtime / "consoles").iterdir()) == []
+
+
+def test_an_unusable_runtime_dir_never_stops_a_console_from_opening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("VET_RUNTIME_DIR", str(not_a_dir))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        channel = SerialChannel("node01", f"socket://127.0.0.1:{server.getsockname()[1]}")
+        channel.open()
+        try:
+            assert "cannot lock console" in caplog.text  # said, and the console is open
+            channel.write(b"x")
+        finally:
+            channel.close()
