@@ -8,7 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Tools the stages run on the local host, and what the tests need besides Python.
 APT_PACKAGES := stress-ng fio iperf3 lshw dmidecode pciutils util-linux smartmontools \
     openssh-server openssh-client socat lrzsz \
-    debootstrap squashfs-tools zstd cpio qemu-system-x86 dnsmasq-base ipmitool ipxe openipmi ethtool mosquitto chromium
+    debootstrap squashfs-tools zstd cpio qemu-system-x86 dnsmasq-base ipmitool ipxe openipmi ethtool mosquitto chromium strace
+# Byte-code caches on: every pytest process (xdist workers, the tests' inner runs) would
+# otherwise compile vet, pytest and their plugins again (an environment may turn it off).
+export PYTHONDONTWRITEBYTECODE :=
 # Node's CA list lacks the system's; behind a TLS-inspecting proxy npm would fail.
 export NODE_EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 NPM_FLAGS := --no-audit --no-fund --update-notifier=false

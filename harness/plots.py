@@ -15,9 +15,6 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from harness.probes.nvidia_smi import NvidiaSmiReport
 from harness.probes.thermal import ThermalSamples
 
@@ -31,6 +28,11 @@ Series = tuple[str, Sequence[tuple[float, float]]]  # label, (seconds, value) po
 
 def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> bytes:
     """One PNG: a panel per (y label, series) pair, stacked, sharing the time axis."""
+    # Imported here: matplotlib costs seconds to import, and most processes that import
+    # the harness (every xdist worker, the CLI) never draw a plot.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(8.0, 2.6 * len(panels) + 0.6), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
