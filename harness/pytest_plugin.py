@@ -76,6 +76,8 @@ class VetRun:
         self.current_stage: dict[str, str] = {}
         self.remaining: Counter[str] = Counter()
         self.open_hosts: dict[str, HostUnderTest] = {}
+        #: Hosts whose fixture has closed: their last moves (Reporting, Completed) come after.
+        self.closed_hosts: set[str] = set()
         #: Sends StageFailed/SpecMismatch (move), RunCompleted (session end) and, through
         #: harness.notify.notify_event, what other parts report (HoldingOpened).
         self.notifier = Notifier.for_hosts(hosts, run_id).activate()
@@ -198,9 +200,18 @@ def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = 
     previous = run.store.transition(run.run_id, name, state, reason, stage)
     vetted = run.open_hosts.get(name)
     events = events or (vetted.events if vetted is not None else None)
+    fields = {"stage": stage, "reason": reason, "from": previous.value, "to": state.value}
     if events is not None:
-        events.emit("harness", "state", stage=stage, reason=reason,
-                    **{"from": previous.value, "to": state.value})
+        events.emit("harness", "state", **fields)
+    elif name in run.closed_hosts:
+        # After the host fixture closed its log (the moves that end a host's run): append
+        # to it once more, so the event stream ends with the host's final state.
+        ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
+        late = open_events(ctx, name)
+        try:
+            late.emit("harness", "state", **fields)
+        finally:
+            late.close()
     if state is State.FAILED:  # every failure passes here, boot failures included
         run.notifier.host_failed(name, stage, reason)
 
@@ -339,6 +350,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     run.open_hosts[spec.name] = vetted
     yield vetted
     run.open_hosts.pop(spec.name, None)
+    run.closed_hosts.add(spec.name)
     try:
         if held:
             vetted.channel.close()

@@ -77,6 +77,8 @@ def test_local_machine_passes_every_stage_with_evidence(tmp_path: Path) -> None:
             "state"} <= kinds
     states = [e["to"] for e in events if e["kind"] == "state"]
     assert states[:2] == ["Queued", "InventoryCheck"] and "Network" in states
+    # the stream ends with the host's final state, written after its fixture closed
+    assert states[-2:] == ["Reporting", "Completed"]
     assert all(e["run"] == "ok1" and e["host"] == "localhost" for e in events)
     # scratch files are removed whatever happens
     assert not list(Path("/var/tmp").glob("vet-ok1-*"))
