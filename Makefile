@@ -19,7 +19,7 @@ PROFILE ?= quick
 INVENTORY ?= inventory/virtual
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system test lint demo lab-up lab-down report clean
+.PHONY: setup system test lint demo lab-up lab-down report clean bench
 
 setup: system $(BIN)/.installed node_modules/.package-lock.json
 
@@ -80,6 +80,17 @@ lab-up: setup
 
 lab-down: setup
 	$(BIN)/vet lab down --inventory inventory/virtual
+
+# The benchmarks' quick variants (docs/BENCHMARKS.md has the full ones and the figures).
+# Root: they start sshd and a network namespace. BENCH_BOOT=1 adds a lab boot (minutes).
+bench: setup
+	$(BIN)/python benchmarks/bench_ssh.py --repeat 30 --ansible-repeat 2
+	$(BIN)/python benchmarks/bench_store.py --writers 1 4 8 --rows 1000 --seconds 5
+	$(BIN)/python benchmarks/bench_memory.py --minutes 30
+	$(BIN)/python benchmarks/bench_fleet.py --hosts 10 --workers 2 4
+	$(BIN)/python benchmarks/bench_console_watch.py --sizes 1 10 --repeat 1
+	$(BIN)/python benchmarks/bench_serial.py --sizes 1 10 --labgrid-kib --runs 200 --repeat 1
+	@if [ -n "$(BENCH_BOOT)" ]; then $(BIN)/python benchmarks/bench_boot.py --together 1; fi
 
 report: setup
 	$(BIN)/vet report

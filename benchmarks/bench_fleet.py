@@ -254,11 +254,11 @@ def drive(project: Path, workers: int, run_id: str, profile_out: Path | None
           ) -> dict[str, float]:
     """One pytest run over the fleet; its wall, CPU and peak RSS."""
     argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "--inventory",
-            "hosts.yml", "-p", "no:cacheprovider", "-q", "test_light.py", "-n", str(workers),
-            "--run-id", run_id]
+            "hosts.yml", "-p", "no:cacheprovider", "-q", "test_light.py", "--run-id", run_id,
+            *(["-n", str(workers)] if workers else [])]  # 0: one process, no xdist
     if profile_out is not None:  # the controller under pyinstrument (workers: see docs)
-        argv[1:3] = ["-m", "pyinstrument", "-r", "html", "-o",
-                     str(profile_out / f"{run_id}.html"), "-m", "pytest"]
+        argv[1:3] = ["-m", "pyinstrument", "-r", "text", "-o",
+                     str(profile_out / f"{run_id}.txt"), "-m", "pytest"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=project, stdout=subprocess.PIPE,
@@ -316,11 +316,12 @@ def _stage_at(marks: list[tuple[float, str]], at: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8],
+                        help="xdist workers per run (0: no xdist, one process)")
     parser.add_argument("--stage-s", type=float, default=1.0,
                         help="the fixed-duration command of each stage (vet_stages override)")
     parser.add_argument("--profile-out", type=Path, default=None,
-                        help="run the controller under pyinstrument, HTML reports here")
+                        help="run the controller under pyinstrument, text reports here")
     args = parser.parse_args()
     reason = skip_reason()
     if reason is not None or shutil.which("ip") is None:
