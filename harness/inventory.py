@@ -343,6 +343,22 @@ def _captured_display() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
+def _duplicate_keys_are_errors() -> Iterator[None]:
+    """A key written twice in one YAML mapping (two vet_macs: lines) is an error naming
+    the line: Ansible's default keeps the last one with a warning nobody sees here.
+    The operator's own ANSIBLE_DUPLICATE_YAML_DICT_KEY wins."""
+    name = "ANSIBLE_DUPLICATE_YAML_DICT_KEY"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "error"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
 def _vault_context(secrets: list[tuple[str, Any]]) -> Iterator[None]:
     """Make `secrets` the ones Ansible (>= 2.19) decrypts inline `!vault` values with.
 
@@ -1416,7 +1432,7 @@ def load_inventory(path: str | Path, pattern: str | None = None,
     if not (source.is_dir() or source.is_file()):
         raise InventoryError(f"{label}: is neither a file nor a directory; pass --inventory "
                              "with an Ansible inventory directory or file")
-    with _ANSIBLE_LOCK, _captured_display() as captured:
+    with _ANSIBLE_LOCK, _captured_display() as captured, _duplicate_keys_are_errors():
         try:
             from ansible.parsing.dataloader import DataLoader
 

@@ -9,6 +9,7 @@ and labels Allure results by server and stage.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import secrets
 import time
@@ -31,8 +32,9 @@ from harness.errors import ConsoleDeath, VetError
 from harness.events import EventLog
 from harness.hold import hold_lines, open_hold
 from harness.host import HostUnderTest, RunContext, host_dir, open_events, subscribe_console
+from harness.interrupt import Interrupts
 from harness.inventory import load_inventory
-from harness.leases import HostBusy, operator
+from harness.leases import HostBusy, operator, process_start
 from harness.leases import acquire as acquire_leases
 from harness.leases import release as release_leases
 from harness.models import Host, Measurement
@@ -43,6 +45,8 @@ from harness.notify import Notifier, summary_lines
 from harness.overrides import OVERRIDES, apply_overrides, check_overrides
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
+from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shell
+from harness.resume import plan as resume_plan
 from harness.scheduling import HostScheduling
 from harness.states import STAGE_STATES, STAGES, State, stage_index
 from harness.store import Store
@@ -85,6 +89,19 @@ class VetRun:
         self.attach_held: bool = bool(config.getoption("vet_attach_held"))
         self.overrides: list[str] = list(config.getoption("vet_overrides") or ())
         self.leased = False
+        #: --resume: what each host still has to do (harness.resume); None for a new run.
+        self.resume: ResumePlan | None = None
+        #: SIGINT/SIGTERM: an orderly stop (harness.interrupt); the controller passes
+        #: them on to its xdist workers.
+        self.worker_pids: list[int] = []
+        self.interrupts = Interrupts(lambda: self.worker_pids)
+
+    def resuming(self, resume: ResumePlan) -> None:
+        """Continue `resume`'s run: a host's interrupted stage is entered already."""
+        self.resume = resume
+        for name, plan in resume.hosts.items():
+            if plan.rerun is not None:
+                self.current_stage[name] = plan.rerun
 
     @property
     def store(self) -> Store:
@@ -127,6 +144,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--override", dest="vet_overrides", action="append", default=[],
                     metavar="NAME", help="an operator override for this run, recorded with "
                     f"the operator's name: {', '.join(OVERRIDES)}")
+    group.addoption("--resume", dest="vet_resume", default=None, metavar="RUN_ID",
+                    help="continue a run whose controller died or was interrupted, after "
+                         "each host's last completed stage (docs/RELIABILITY.md)")
 
 
 def _is_vet_run(config: pytest.Config) -> bool:
@@ -164,13 +184,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if problems:
         raise pytest.UsageError(f"{inventory}: " + f"\n{inventory}: ".join(problems))
     workerinput = getattr(config, "workerinput", None)
+    resume = config.getoption("vet_resume")
     if workerinput is not None:
         run_id = workerinput["vet_run_id"]
+    elif resume and config.getoption("vet_run_id") not in (None, resume):
+        raise pytest.UsageError(f"--resume {resume} continues run {resume}: leave out "
+                                f"--run-id {config.getoption('vet_run_id')}")
     else:
-        run_id = config.getoption("vet_run_id") or new_run_id()
+        run_id = resume or config.getoption("vet_run_id") or new_run_id()
     run = VetRun(config, hosts, run_id)
     config.stash[RUN_KEY] = run
+    run.interrupts.install()
+    if workerinput is not None and workerinput.get("vet_resume"):
+        run.resuming(ResumePlan.from_json(workerinput["vet_resume"]))
     if workerinput is None:
+        if resume:
+            try:
+                run.resuming(resume_plan(run.store, run_id, list(run.hosts)))
+            except ResumeRefused as exc:
+                raise pytest.UsageError(str(exc)) from None
         _take_hosts(run)
     if not getattr(config.option, "allure_report_dir", None):
         # One results folder per run: `vet report` builds a run's report from it, and
@@ -188,7 +220,8 @@ def _take_hosts(run: VetRun) -> None:
                 raise VetError(f"--attach-held: {', '.join(idle)} not held, so there is no "
                                "booted host to attach to; `vet holds` lists the held hosts "
                                "(select them with --hosts)")
-        acquire_leases(run.store, run.run_id, list(run.hosts), attach_held=run.attach_held)
+        names = list(run.hosts) if run.resume is None else run.resume.active(list(run.hosts))
+        acquire_leases(run.store, run.run_id, names, attach_held=run.attach_held)
     except (HostBusy, VetError) as exc:
         raise pytest.UsageError(str(exc)) from None
     run.leased = True
@@ -225,6 +258,22 @@ def pytest_configure_node(node: Any) -> None:
     run = _run(node.config)
     if run is not None:
         node.workerinput["vet_run_id"] = run.run_id
+        node.workerinput["vet_resume"] = run.resume.to_json() if run.resume else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: Any) -> None:
+    """Remember each worker's pid: a stop signal is passed on to it (harness.interrupt).
+
+    xdist does not say it; execnet's gateway info does (cached from the gateway's start).
+    """
+    run = _run(node.config)
+    try:
+        pid = node.gateway._rinfo().pid
+    except Exception:  # an execnet without it: the workers stop at xdist's shutdown
+        return
+    if run is not None and isinstance(pid, int):
+        run.worker_pids.append(pid)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -243,6 +292,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 "hosts": {name: run.params(h) for name, h in run.hosts.items()}},
         controller=platform.node(), vet_version=harness.__version__,
     )
+    if run.resume is not None:
+        _resume_run(run, run.resume)
+    else:
+        run.store.set_controller(run.run_id, os.getpid(), process_start(os.getpid()))
     for name in run.hosts:
         run.store.register_host(run.run_id, name)
         held = run.store.open_holds(name) if run.attach_held else []
@@ -307,6 +360,14 @@ def pytest_collection_modifyitems(
                 position[id(item)])
 
     items.sort(key=key)
+    if run.resume is not None:
+        plan = run.resume
+        done = [i for i in items
+                if item_host(i) is not None and not plan.runs(item_host(i) or "",
+                                                             item_stage(i) or "")]
+        if done:
+            items[:] = [i for i in items if i not in done]
+            config.hook.pytest_deselected(items=done)
     run.remaining = Counter(h for h in map(item_host, items) if h is not None)
 
 
@@ -347,6 +408,11 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
         vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec), events=events)
         if spec.console:
             vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
+    if run.resume is not None and booted is None and not held \
+            and isinstance(vetted.channel, SshChannel):
+        # What the dead controller's shell still runs there (harness.resume).
+        events.emit("harness", "resume-reaped", process_groups=reap_shells(
+            run.store, run.run_id, spec.name, vetted.channel))
     run.open_hosts[spec.name] = vetted
     yield vetted
     run.open_hosts.pop(spec.name, None)
@@ -395,9 +461,15 @@ def is_netbooted(spec: Host) -> bool:
 
 def _boot(run: VetRun, spec: Host, ctx: RunContext, events: EventLog) -> BootedHost:
     """Network-boot the host, moving it through PowerOn and Booting as it goes."""
-    if run.store.host_state(run.run_id, spec.name) is State.REGISTERED:
+    state = run.store.host_state(run.run_id, spec.name)
+    again = run.resume is not None and state not in (State.REGISTERED, State.QUEUED)
+    if state is State.REGISTERED:
         move(run, spec.name, State.QUEUED, "picked up by a worker", events=events)
-    move(run, spec.name, State.POWER_ON, "provisioning and powering on", events=events)
+    if again:  # harness.resume: booted afresh, its state stays where the stop left it
+        events.emit("harness", "resume-boot", state=str(state),
+                    reason="the run is resumed: booting the host again into a known state")
+    else:
+        move(run, spec.name, State.POWER_ON, "provisioning and powering on", events=events)
     hdir = host_dir(ctx, spec.name)
 
     def console_opened(console: SerialChannel, watch: ConsoleWatch) -> None:
@@ -409,7 +481,8 @@ def _boot(run: VetRun, spec: Host, ctx: RunContext, events: EventLog) -> BootedH
 
         watch.on_finding(finding)
 
-    move(run, spec.name, State.BOOTING, "powered on; following the console", events=events)
+    if not again:
+        move(run, spec.name, State.BOOTING, "powered on; following the console", events=events)
     booted = netboot(spec, run_id=run.run_id, console_log=hdir / "console.log", events=events,
                      on_console_open=console_opened)
     measurements = [Measurement(f"boot_{e.step.label.lower().replace('-', '_')}_s",
@@ -475,6 +548,10 @@ def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
             # the inventory's vet_stages / vet_profiles for this host.
             vetted.evidence.attach_json(f"{stage} parameters (profile {run.profile})",
                                         vetted.params)
+    if run is not None and isinstance(vetted.channel, SshChannel):
+        vetted.facts["shell_pgid"] = remember_shell(run.store, run.run_id, name,
+                                                    vetted.channel,
+                                                    vetted.facts.get("shell_pgid"))
     if vetted.watch is not None:
         request.node.stash[CONSOLE_MARK] = vetted.watch.mark()
     yield
@@ -590,6 +667,53 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+def _resume_run(run: VetRun, plan: ResumePlan) -> None:
+    """Take the run over in the store; finish hosts the stop caught in Reporting."""
+    run.store.resume_run(run.run_id, os.getpid(), process_start(os.getpid()))
+    run.store.add_event(run.run_id, None, "harness", "resumed", {
+        "previous_status": plan.previous_status, "previous_pid": plan.previous_pid,
+        "hosts": {name: {"state": h.state, "done": list(h.done), "rerun": h.rerun}
+                  for name, h in plan.hosts.items()}})
+    for name, host_plan in plan.hosts.items():
+        if host_plan.state == State.REPORTING.value:
+            move(run, name, State.COMPLETED, "vetted (every stage passed before the resume)")
+
+
+@pytest.hookimpl(specname="pytest_sessionfinish", tryfirst=True)
+def pytest_sessionfinish_note_interrupted(session: pytest.Session, exitstatus: int) -> None:
+    """Before the fixtures' teardown: note where an interrupted run left its hosts."""
+    run = _run(session.config)
+    if run is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
+        _note_interrupted(run)
+
+
+def _note_interrupted(run: VetRun) -> None:
+    """Interrupted hosts stay in the state they were in (not Failed: nothing failed on
+    them), with the reason and an `interrupted` event; `--resume` continues them."""
+    why = f"interrupted by operator ({run.interrupts.name or 'SIGINT'})"
+    names = list(run.open_hosts) if run.is_worker else list(run.hosts)
+    for name in names:
+        state = run.store.host_state(run.run_id, name)
+        if not run.is_worker and any(
+                h["name"] == name and h["reason"].startswith("interrupted")
+                for h in run.store.hosts(run.run_id)):
+            continue  # its worker noted it already
+        if name in run.failed or state is None or state in (
+                State.REGISTERED, State.COMPLETED, State.FAILED, State.HOLDING,
+                State.RELEASED):
+            continue
+        stage = run.current_stage.get(name)
+        reason = (f"{why} {f'during stage {stage}' if stage else f'in {state}'}; "
+                  f"`--resume {run.run_id}` continues it")
+        run.store.note_host(run.run_id, name, reason)
+        vetted = run.open_hosts.get(name)
+        if vetted is not None:
+            vetted.events.emit("harness", "interrupted", stage=stage, reason=reason,
+                               signal=run.interrupts.name)
+        run.store.add_event(run.run_id, name, "harness", "interrupted",
+                            {"stage": stage, "state": str(state), "reason": reason})
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = _run(session.config)
     if run is None:
@@ -606,6 +730,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # deliveries at most the notification bound and records them for the summary.
     run.notifier.drain()
     run.notifier.record(run.store)
+    if run.resume is not None and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # resumed a run with nothing left to do
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -629,6 +755,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if run is not None:
         if run.leased:
             release_leases(run.store, run.run_id)
+        run.interrupts.uninstall()
         run.close()
 
 

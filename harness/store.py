@@ -156,6 +156,14 @@ MIGRATIONS: Sequence[str] = (
         at REAL NOT NULL
     );
     """,
+    # 3: the controller process of a run, so `--resume` tells a dead run (its "running"
+    # is stale) from a live one; how often and when a run was resumed.
+    """
+    ALTER TABLE runs ADD COLUMN controller_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN controller_pid_start TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN resumed_at REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -276,6 +284,26 @@ class Store:
                 "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?",
                 (time.time(), status, run_id),
             )
+
+    def set_controller(self, run_id: str, pid: int, pid_start: str) -> None:
+        """Record the controller process running the run (see harness.resume)."""
+        with self._write() as db:
+            db.execute("UPDATE runs SET controller_pid = ?, controller_pid_start = ? "
+                       "WHERE id = ?", (pid, pid_start, run_id))
+
+    def resume_run(self, run_id: str, pid: int, pid_start: str) -> None:
+        """A new controller takes the run over: running again, counted and timed."""
+        with self._write() as db:
+            db.execute("UPDATE runs SET status = 'running', ended_at = NULL, resumes = "
+                       "resumes + 1, resumed_at = ?, controller_pid = ?, "
+                       "controller_pid_start = ? WHERE id = ?",
+                       (time.time(), pid, pid_start, run_id))
+
+    def note_host(self, run_id: str, host: str, reason: str) -> None:
+        """Set a host's reason without moving it (an interrupted host stays where it was)."""
+        with self._write() as db:
+            db.execute("UPDATE hosts SET reason = ?, updated_at = ? WHERE run_id = ? AND "
+                       "name = ?", (reason, time.time(), run_id, host))
 
     def register_host(self, run_id: str, host: str) -> None:
         with self._write() as db:
