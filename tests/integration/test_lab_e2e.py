@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,19 @@ from harness.image import ImageArtifacts
 from harness.lab.spec import GuestSpec
 from harness.models import PowerConfig, Severity
 from harness.power.qmp import QmpGuest
-from tests.fixtures.lab import free_port, guest, ipmitool, lab_for
+from harness.report_html import ReportError, find_allure
+from tests.fixtures.lab import BMC_PASSWORD, RunningLab, free_port, guest, ipmitool, lab_for
+from tests.fixtures.secret_scan import (
+    private_keys_under,
+    running_command_lines,
+    scan_tree,
+    search,
+    strace_prefix,
+    traced_commands,
+)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+              pytest.mark.lab]
 ROOT = Path(__file__).resolve().parents[2]
 #: Short stages: this proves the path, not the hardware.
 FAST_STAGES = {"cpu": {"duration_s": 5}, "storage": {"runtime_s": 3, "size_mib": 16,
@@ -37,9 +49,10 @@ FAST_STAGES = {"cpu": {"duration_s": 5}, "storage": {"runtime_s": 3, "size_mib":
 
 
 def vet_pytest(lab_inventory: Path, reports: Path, env: dict[str, str], *extra: str,
-               timeout: float = 900) -> subprocess.CompletedProcess[str]:
+               timeout: float = 900, wrap: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """A vet run against the lab; `wrap` goes before the command (e.g. strace)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-m", "stage", "--inventory",
+        [*wrap, sys.executable, "-m", "pytest", "suites", "-m", "stage", "--inventory",
          str(lab_inventory), "--profile", "quick", "--reports-dir", str(reports),
          "-p", "no:cacheprovider", "-p", "no:xdist", "-q", *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -54,9 +67,13 @@ def test_pxe_boot_runs_every_stage_and_releases_the_host(live_image: ImageArtifa
                                                          tmp_path: Path) -> None:
     spec = {"disks": [{"serial": "T11-NVME0", "size_gb": 0.27}], "memory": {"total_gib": 0.5,
                                                                            "tolerance_pct": 25}}
-    with lab_for([guest("vm-e2e", 11, spec=spec)], live_image, FAST_STAGES) as lab:
+    vault_password = "vault-" + secrets.token_hex(8)
+    with lab_for([guest("vm-e2e", 11, spec=spec)], live_image, FAST_STAGES,
+                 vault_password=vault_password) as lab:
         reports = tmp_path / "reports"
-        done = vet_pytest(lab.inventory, reports, lab.env)
+        trace = tmp_path / "execve.trace"  # every program the run started, with its argv
+        done = vet_pytest(lab.inventory, reports, lab.env, "--vault-password-file",
+                          str(lab.vault_password_file), wrap=strace_prefix(trace))
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
         db = sqlite3.connect(reports / "vet.sqlite")
@@ -88,6 +105,57 @@ def test_pxe_boot_runs_every_stage_and_releases_the_host(live_image: ImageArtifa
         spec_lab = lab.lab.spec
         qmp = QmpGuest(spec_lab.qmp_socket(spec_lab.guests[0], "lab"))
         assert not qmp.is_on()
+
+        assert_no_secrets(lab, reports, trace, vault_password,
+                          done.stdout + done.stderr)
+
+
+def assert_no_secrets(lab: RunningLab, reports: Path, trace: Path, vault_password: str,
+                      run_output: str) -> None:
+    """The run's known secrets (the vaulted BMC password and the vault password, the run
+    token, the token HMAC key, the controller's private keys) are nowhere in what the run
+    wrote (reports/: store, events, console logs, evidence, Allure results, the JSON and
+    HTML reports), in its output, or on any command line it ran or that runs now."""
+    report = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "--reports-dir", str(reports), "report",
+         *(["--no-html"] if _allure_missing() else [])],
+        cwd=ROOT, env=lab.env, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stdout + report.stderr
+    token_key = lab.inventory.parent / "token.key"
+    keys = private_keys_under(Path(lab.env["XDG_STATE_HOME"]))
+    assert keys, "no controller key found: where did the run keep it?"
+    known = {"BMC password (vaulted)": BMC_PASSWORD.encode(),
+             "vault password": vault_password.encode(),
+             "token HMAC key": token_key.read_bytes().strip(), **keys}
+    assert BMC_PASSWORD not in lab.inventory.joinpath("hosts.yml").read_text()
+
+    scan = scan_tree(reports, known)
+    scanned = {p.name for p in scan.files}
+    assert {"vet.sqlite", "events.jsonl", "console.log", "summary.json"} <= scanned, scanned
+    assert _allure_missing() or "report.html" in scanned
+    findings = scan.findings
+    findings += search("the run's output", run_output.encode(), known)
+    findings += search("vet report's output", (report.stdout + report.stderr).encode(), known)
+
+    commands = traced_commands(trace)
+    programs = {Path(argv[0]).name for argv in commands if argv}
+    assert {"ipmitool", "ansible-playbook"} <= programs, sorted(programs)
+    ipmi = [argv for argv in commands if argv and Path(argv[0]).name == "ipmitool"]
+    assert all("-E" in argv and "-P" not in argv for argv in ipmi), ipmi
+    for argv in commands:
+        findings += search(f"command line {' '.join(argv)[:80]!r}", " ".join(argv).encode(),
+                           known)
+    for pid, cmdline in running_command_lines():  # other tests' tokens are not ours to judge
+        findings += search(f"command line of pid {pid}", cmdline, known, tokens=False)
+    assert not findings, "secrets leaked:\n" + "\n".join(findings)
+
+
+def _allure_missing() -> bool:
+    try:
+        find_allure()
+    except ReportError:
+        return True
+    return False
 
 
 def test_a_wrong_token_is_refused_before_any_stage(live_image: ImageArtifacts,
