@@ -113,14 +113,23 @@ def open_events(ctx: RunContext, name: str) -> EventLog:
     return EventLog(host_dir(ctx, name) / "events.jsonl", ctx.run_id, name)
 
 
-def subscribe_console(console: SerialChannel, watch: ConsoleWatch, events: EventLog) -> None:
-    """Console lines go to the event log and through the watch, from the reader thread."""
+def log_console(console: SerialChannel, events: EventLog) -> None:
+    """Console lines go to the event log, from the reader thread."""
 
     def log_lines(lines: list[str], at: float, offset: int | None) -> None:
         for line in lines:
             events.emit("console", "line", text=line)
 
     console.subscribe_lines(log_lines)
+
+
+def subscribe_console(console: SerialChannel, watch: ConsoleWatch, events: EventLog) -> None:
+    """Console lines go to the event log and through the watch, from the reader thread.
+
+    Only for a console nobody feeds to the watch yet: netboot() feeds its own, and a line
+    fed twice would count each boot step (and each boot-loop round) twice.
+    """
+    log_console(console, events)
     console.subscribe_lines(watch.feed_lines)
 
 

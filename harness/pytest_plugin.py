@@ -31,7 +31,13 @@ from harness.console.watch import ConsoleWatch, Mark
 from harness.errors import ConsoleDeath, VetError
 from harness.events import EventLog
 from harness.hold import hold_lines, open_hold
-from harness.host import HostUnderTest, RunContext, host_dir, open_events, subscribe_console
+from harness.host import (
+    HostUnderTest,
+    RunContext,
+    host_dir,
+    log_console,
+    open_events,
+)
 from harness.interrupt import Interrupts
 from harness.inventory import load_inventory
 from harness.leases import HostBusy, operator, process_start
@@ -473,7 +479,7 @@ def _boot(run: VetRun, spec: Host, ctx: RunContext, events: EventLog) -> BootedH
     hdir = host_dir(ctx, spec.name)
 
     def console_opened(console: SerialChannel, watch: ConsoleWatch) -> None:
-        subscribe_console(console, watch, events)
+        log_console(console, events)  # netboot() feeds the watch itself
 
         def finding(f: Finding) -> None:
             events.emit("console", "finding", finding=f.kind, severity=f.severity,

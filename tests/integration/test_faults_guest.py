@@ -42,7 +42,7 @@ from harness.console.channel import ChannelError
 from harness.console.ssh import SshChannel
 from harness.errors import ConsoleDeath
 from harness.events import EventLog, read_events
-from harness.host import HostUnderTest, RunContext, subscribe_console
+from harness.host import HostUnderTest, RunContext, log_console
 from harness.image import ImageArtifacts
 from harness.models import CommandResult
 from harness.netboot import BootedHost, netboot
@@ -139,7 +139,7 @@ def boot_guest(lab: RunningLab, name: str, workdir: Path) -> Faulty:
     try:
         boot = netboot(entry, run_id=run_id, console_log=console_log, events=events,
                        policy=policy, on_console_open=lambda console, watch:
-                       subscribe_console(console, watch, events))
+                       log_console(console, events))
     except BaseException:
         events.close()
         store.close()

@@ -84,6 +84,10 @@ def test_pxe_boot_runs_every_stage_and_releases_the_host(live_image: ImageArtifa
         boot = dict(db.execute("SELECT name, value FROM measurements "
                                "WHERE host='vm-e2e' AND stage='boot'").fetchall())
         assert 0 < boot["boot_ipxe_s"] < boot["boot_vet_ready_s"] < 600, boot
+        # one clean boot: each step entered once (a console line fed to the boot tracker
+        # twice would enter each twice)
+        steps = [e["step"] for e in events(reports, "vm-e2e") if e["kind"] == "boot-step"]
+        assert len(steps) == len(set(steps)) and "VET-READY" in steps, steps
         passed = db.execute("SELECT count(*) FROM test_results WHERE host='vm-e2e' "
                             "AND outcome='passed'").fetchone()[0]
         assert passed >= 5
