@@ -45,7 +45,7 @@ from harness.leases import acquire as acquire_leases
 from harness.leases import release as release_leases
 from harness.models import Host, Measurement
 from harness.mqtt import finish_host, publisher_for
-from harness.netboot import BootedHost, netboot, release
+from harness.netboot import CONSOLE_RECONNECT_S, BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.notify import Notifier, summary_lines
 from harness.overrides import OVERRIDES, apply_overrides, check_overrides
@@ -517,8 +517,10 @@ def open_console(spec: Host, log: Path) -> tuple[SerialChannel, ConsoleWatch]:
     the boot tracker starts in userspace: any restart from now on is unexpected.
     """
     assert spec.console is not None
+    # A console server that drops the connection is reconnected, as for netbooted hosts.
     console = SerialChannel(spec.name, spec.console, user=spec.console_login.user,
-                            password=spec.console_login.password, console_log=log)
+                            password=spec.console_login.password, console_log=log,
+                            reconnect_s=CONSOLE_RECONNECT_S)
     tracker = BootTracker(spec.name)
     tracker.attached_running()
     watch = ConsoleWatch(tracker=tracker, host=spec.name)
