@@ -45,6 +45,7 @@ import re
 import secrets
 import select
 import shlex
+import socket
 import threading
 import time
 import urllib.parse
@@ -159,9 +160,21 @@ def open_serial(url: str) -> Any:
         port.reset_input_buffer = lambda: None
         port.open()
         del port.reset_input_buffer
+        _no_delay(port)
     else:
         port.open()
     return port
+
+
+def _no_delay(port: Any) -> None:
+    """TCP_NODELAY on a socket:// console, as telnet and ssh set it: what is typed goes
+    out at once. Under Nagle a write waits while an earlier one is unacknowledged, and a
+    console that has nothing to answer acknowledges late (delayed ACK, up to 40 ms):
+    ^C followed by a sync line, keys typed one by one."""
+    fd = _fileno(port)
+    if fd is not None:
+        with socket.socket(fileno=os.dup(fd)) as sock:  # the dup closes, not the port
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _timestamp(at: float) -> bytes:

@@ -13,6 +13,8 @@ NUL, non-ASCII, a line longer than the evidence limit, reboots, death strings).
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -28,7 +30,13 @@ from harness.console.boot import (
     format_announce,
     lines_within,
 )
-from harness.console.serial import _NOT_CONTROL, ConsoleLines, _escape, _timestamp
+from harness.console.serial import (
+    _NOT_CONTROL,
+    ConsoleLines,
+    _escape,
+    _timestamp,
+    open_serial,
+)
 from harness.console.watch import ConsoleWatch
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "boot"
@@ -208,3 +216,21 @@ def test_the_watch_fed_by_the_reader_sees_what_it_sees_in_plain_lists(
     assert ([_finding(f) for f in fast.tracker.findings]
             == [_finding(f) for f in one_by_one.findings]
             == [_finding(f) for f in by_line])
+
+
+# --------------------------------------------------------------------------- the socket
+
+
+def test_a_socket_console_sends_what_is_typed_at_once() -> None:
+    """TCP_NODELAY: without it a second write waits for the first one's (delayed) ACK."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = open_serial(f"socket://127.0.0.1:{server.getsockname()[1]}")
+        peer, _ = server.accept()
+        try:
+            with socket.socket(fileno=os.dup(port.fileno())) as sock:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            port.write(b"\x03")
+            assert peer.recv(16) == b"\x03"  # the port still works: only the dup closed
+        finally:
+            port.close()
+            peer.close()
