@@ -6,7 +6,8 @@ same MB/s at 1, 10 and 50 MB). Input: the boot transcripts and kernel logs of
 tests/data/boot (and the shared corpus when present), repeated; fed the way
 SerialChannel's reader hands them over: one read (~64 KiB of lines) per call, the CR of
 CR LF line ends dropped unless the read holds a CR elsewhere (then every line keeps its
-CR, as the reader does); and line by line.
+CR, as the reader does), as a LineBlock (with its joined text and whether it is plain,
+which the reader learns writing the log) where the harness has one; and line by line.
 
     .venv/bin/python benchmarks/bench_console_watch.py [--sizes 1 10 50] [--read-kib 64]
         [--repeat 3] [--clock wall|cpu] [--baseline DIR]
@@ -38,6 +39,11 @@ from pathlib import Path
 import harness
 from harness.console.boot import BootPolicy, BootTracker, LineMatcher, clean_lines
 from harness.console.watch import DEATH_PATTERNS, ConsoleWatch
+
+try:  # what SerialChannel's reader hands over since it has one
+    from harness.console.boot import LineBlock
+except ImportError:  # an older harness (--baseline): plain lists
+    LineBlock = None  # type: ignore[assignment,misc]
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [
@@ -82,11 +88,19 @@ def blocks_of(lines: list[str], megabytes: float, read_bytes: int) -> list[list[
 
 def as_read(block: list[str]) -> list[str]:
     """The lines as SerialChannel's reader hands them to subscribers: when every CR of the
-    read ends a line (CR LF), the CRs are dropped; otherwise the lines keep them."""
+    read ends a line (CR LF), the CRs are dropped; otherwise the lines keep them. A
+    LineBlock where the harness has one (an older one, for --baseline, may not)."""
     text = "\n".join(block)
-    if text.count("\r") == text.count("\r\n") + text.endswith("\r"):
-        return text.replace("\r", "").split("\n")
-    return block
+    crlf = text.count("\r") == text.count("\r\n") + text.endswith("\r")
+    lines = text.replace("\r", "").split("\n") if crlf else block
+    if LineBlock is None:
+        return lines
+    joined = "\n".join(lines)
+    plain = joined.isascii() and not joined.encode().translate(None, _PLAIN)
+    return LineBlock(lines, joined, plain)
+
+
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\n\t"
 
 
 CLOCK: Callable[[], float] = time.perf_counter

@@ -15,19 +15,28 @@
 2. Round trip of `true` over a real login shell behind socat (nodelay), per command:
      vet SerialChannel.run   marker protocol, subshell, exit status
      bare marker             pexpect fdspawn: printf a marker, expect_exact it (the floor)
+     bare framed `true`      pexpect fdspawn: the very line run() sends (subshell, trap,
+                             markers), expect_exact its end marker: the shell's share
      labgrid ShellDriver.run labgrid's shell driver on the same kind of endpoint
 
     .venv/bin/python benchmarks/bench_serial.py [--sizes 1 5 10 50] [--labgrid-kib 16 64 256]
         [--runs 500] [--repeat 3] [--parts stream round-trip] [--baseline DIR]
+        [--clock wall|cpu]
 
 --baseline DIR times each vet stream row twice, alternately: with the harness of DIR (an
 older commit unpacked with `git archive`) and with this checkout's, each run in a fresh
 interpreter; the DIR figures print as "[before]" rows.
+
+--clock cpu times the stream rows in CPU seconds of the reading side's threads (the
+caller's and, for vet, the channel's reader thread), leaving out the pushing server and
+the time spent waiting for a core: less skewed by other work on a shared machine. On an
+idle machine the two clocks agree (the reading threads take turns under one GIL).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import socket
@@ -51,7 +60,12 @@ sys.path.insert(0, os.environ.get("VET_BENCH_TREE", str(REPO)))
 
 from harness.console.boot import BootPolicy, BootTracker  # noqa: E402
 from harness.console.markers import frame  # noqa: E402
-from harness.console.serial import MAXREAD, SEARCH_WINDOW, SerialChannel  # noqa: E402
+from harness.console.serial import (  # noqa: E402
+    MAXREAD,
+    SEARCH_WINDOW,
+    SerialChannel,
+    frame_for_console,
+)
 from harness.console.watch import ConsoleWatch  # noqa: E402
 from tests.fixtures.serial_bridge import (  # noqa: E402
     PASSWORD,
@@ -114,6 +128,20 @@ class Pusher:
         self.thread.join(timeout=10)
 
 
+class Clock:
+    """Wall time, or the CPU time of the given threads (`--clock cpu`)."""
+
+    cpu = False
+
+    def __init__(self, *threads: threading.Thread) -> None:
+        self.clocks = [time.pthread_getcpuclockid(t.ident or 0) for t in threads]
+
+    def now(self) -> float:
+        if not self.cpu:
+            return time.perf_counter()
+        return sum(time.clock_gettime(clock) for clock in self.clocks)
+
+
 def stream_vet(payload: bytes, marker: bytes, watch: bool = False,
                tracker: bool = False) -> float:
     pusher = Pusher(payload)
@@ -124,11 +152,13 @@ def stream_vet(payload: bytes, marker: bytes, watch: bool = False,
         if watch:
             boot = BootTracker("bench", BootPolicy(deadlines={})) if tracker else None
             channel.subscribe_lines(ConsoleWatch(host="bench", tracker=boot).feed_lines)
+        # The channel's reader thread (a private attribute, for the CPU clock only).
+        clock = Clock(threading.current_thread(), channel._reader)  # type: ignore[arg-type]
         with channel.console(timeout=600) as con:
+            started = clock.now()  # before the go: the reader may start at once
             con.send(b"g")
-            started = time.perf_counter()
             con.expect_exact(marker, timeout=600)
-            elapsed = time.perf_counter() - started
+            elapsed = clock.now() - started
         channel.close()
         assert log.stat().st_size > len(payload), "the console log missed data"
     pusher.close()
@@ -144,10 +174,11 @@ def stream_pexpect(payload: bytes, marker: bytes, tuned: bool) -> float:
         spawn.delayafterread = None
     else:
         spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=600)
+    clock = Clock(threading.current_thread())
+    started = clock.now()
     sock.sendall(b"g")
-    started = time.perf_counter()
     spawn.expect_exact(marker)
-    elapsed = time.perf_counter() - started
+    elapsed = clock.now() - started
     sock.close()
     pusher.close()
     return elapsed
@@ -169,10 +200,11 @@ def stream_labgrid(payload: bytes, marker: bytes) -> float:
     pusher = Pusher(payload)
     target, driver = _labgrid_target(pusher.port)
     target.activate(driver)
+    clock = Clock(threading.current_thread())  # labgrid reads in the caller's thread
+    started = clock.now()
     driver.write(b"g")
-    started = time.perf_counter()
     driver.expect(marker, timeout=600)
-    elapsed = time.perf_counter() - started
+    elapsed = clock.now() - started
     target.deactivate_all_drivers()
     pusher.close()
     return elapsed
@@ -236,6 +268,23 @@ def round_trip_bare(workdir: Path, runs: int) -> dict[str, float]:
         endpoint.stop()
 
 
+def round_trip_framed(workdir: Path, runs: int) -> dict[str, float]:
+    """run("true")'s framed line over plain pexpect: what the shell and the endpoint cost."""
+    endpoint = start_tcp_endpoint(workdir)
+    sock, spawn = _bare_login(endpoint)
+
+    def framed() -> None:
+        line = frame_for_console("true")
+        spawn.send(line.line.encode())
+        spawn.expect_exact(line.end_prefix + b"0\x1e")
+
+    try:
+        return _timed(framed, runs)
+    finally:
+        sock.close()
+        endpoint.stop()
+
+
 def round_trip_labgrid(workdir: Path, runs: int) -> dict[str, float]:
     from labgrid.driver import ShellDriver
 
@@ -262,7 +311,9 @@ VET_STREAMS: dict[str, Callable[[bytes, bytes], float]] = {
 def stream_in(tree: Path, name: str, size: int) -> float:
     """Seconds of the vet stream row `name` in a fresh interpreter using `tree`'s harness."""
     env = dict(os.environ, VET_BENCH_TREE=str(tree))
-    out = subprocess.run([sys.executable, __file__, "--one", name, str(size)], env=env,
+    command = [sys.executable, __file__, "--one", name, str(size), "--clock",
+               "cpu" if Clock.cpu else "wall"]
+    out = subprocess.run(command, env=env,
                          capture_output=True, text=True, check=True, timeout=3600)
     return float(out.stdout.split()[-1])
 
@@ -277,8 +328,16 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["stream", "round-trip"],
                         default=["stream", "round-trip"])
     parser.add_argument("--baseline", type=Path, help="a checkout whose harness to compare with")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="stream rows: wall time, or CPU time of the reading threads")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # NAME SIZE, for --baseline
+    parser.add_argument("--one-round-trip", type=int, help=argparse.SUPPRESS)  # RUNS, likewise
     args = parser.parse_args()
+    Clock.cpu = args.clock == "cpu"
+    if args.one_round_trip:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(round_trip_vet(Path(tmp), args.one_round_trip)))
+        return
     if args.one:
         name, size = args.one[0], int(args.one[1])
         payload, marker = boot_log(size)
@@ -286,7 +345,8 @@ def main() -> None:
         print(VET_STREAMS[name](payload, marker))
         return
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews this)\n")
+    print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews this);"
+          f" {args.clock} clock\n")
     if "stream" in args.parts:
         streams(args)
     if "round-trip" in args.parts:
@@ -324,14 +384,35 @@ def streams(args: argparse.Namespace) -> None:
                   f"{seconds / size * 1e9:9.1f}", flush=True)
 
 
+def round_trip_in(tree: Path, runs: int) -> dict[str, float]:
+    """round_trip_vet in a fresh interpreter using `tree`'s harness."""
+    env = dict(os.environ, VET_BENCH_TREE=str(tree))
+    out = subprocess.run([sys.executable, __file__, "--one-round-trip", str(runs)], env=env,
+                         capture_output=True, text=True, check=True, timeout=3600)
+    stats: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    return stats
+
+
 def round_trips(args: argparse.Namespace) -> None:
     print(f"\nRound trip of `true` over a login shell behind socat ({args.runs} runs)")
     print(f"{'channel':28} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    if args.baseline is not None:  # alternately, so both see the same load; lowest mean
+        tries: dict[str, list[dict[str, float]]] = {"[before]": [], "": []}
+        for _ in range(args.repeat):
+            tries["[before]"].append(round_trip_in(args.baseline.resolve(), args.runs))
+            tries[""].append(round_trip_in(REPO, args.runs))
+        for label, results in tries.items():
+            stats = min(results, key=lambda r: r["mean_ms"])
+            name = f"vet SerialChannel.run {label}".strip()
+            print(f"{name:28} {stats['mean_ms']:9.3f} {stats['p50_ms']:9.3f} "
+                  f"{stats['p99_ms']:9.3f}", flush=True)
     labgrid_runs = min(args.runs, 100)
-    for name, trip, runs in [("vet SerialChannel.run", round_trip_vet, args.runs),
-                             ("bare marker (pexpect)", round_trip_bare, args.runs),
-                             (f"labgrid ShellDriver.run ({labgrid_runs})",
-                              round_trip_labgrid, labgrid_runs)]:
+    rows = [("bare marker (pexpect)", round_trip_bare, args.runs),
+            ("bare framed true (pexpect)", round_trip_framed, args.runs),
+            (f"labgrid ShellDriver.run ({labgrid_runs})", round_trip_labgrid, labgrid_runs)]
+    if args.baseline is None:
+        rows.insert(0, ("vet SerialChannel.run", round_trip_vet, args.runs))
+    for name, trip, runs in rows:
         with tempfile.TemporaryDirectory() as tmp:
             stats = trip(Path(tmp), runs)
         print(f"{name:28} {stats['mean_ms']:9.3f} {stats['p50_ms']:9.3f} "
