@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.console.channel import Channel
+from harness.console.channel import Channel, ChannelError
 from harness.errors import VetError
 from harness.leases import process_start, when
 from harness.states import STAGE_STATES, STAGES, State
@@ -145,15 +145,19 @@ _VET_SHELL = "bash --norc --noprofile "
 
 
 def remember_shell(store: Store, run_id: str, host: str, channel: Channel,
-                   known: int | None) -> int:
+                   known: int | None) -> int | None:
     """Record the process group of the channel's shell on the host (when it changed).
 
     A controller killed with SIGKILL cannot stop what its shell runs: the connection
     drops, and a shell without a pty keeps its command running. The run store keeps the
     group so that a resumed run kills it (reap_shells). `$$` is the shell's pid, and the
-    shell leads its process group (harness.console.ssh).
+    shell leads its process group (harness.console.ssh). Bookkeeping only: a host that
+    does not answer is left to the test, which reports it in its own terms.
     """
-    pgid = int(channel.run("echo $$", 30).stdout.strip())
+    try:
+        pgid = int(channel.run("echo $$", 30).stdout.strip())
+    except (ChannelError, ValueError):
+        return known
     if pgid != known:
         store.add_event(run_id, host, channel.transport, "remote-shell", {"pgid": pgid})
     return pgid
