@@ -487,7 +487,7 @@ def _boot(run: VetRun, spec: Host, ctx: RunContext, events: EventLog) -> BootedH
 
         watch.on_finding(finding)
 
-    if not again:
+    if not again or state is State.POWER_ON:  # PowerOn leads only to Booting
         move(run, spec.name, State.BOOTING, "powered on; following the console", events=events)
     booted = netboot(spec, run_id=run.run_id, console_log=hdir / "console.log", events=events,
                      on_console_open=console_opened)
