@@ -17,6 +17,8 @@
      bare marker             pexpect fdspawn: printf a marker, expect_exact it (the floor)
      bare framed `true`      pexpect fdspawn: the very line run() sends (subshell, trap,
                              markers), expect_exact its end marker: the shell's share
+     vet, instant console    SerialChannel.run against a local thread that answers each
+                             framed line with its two markers at once: vet's own share
      labgrid ShellDriver.run labgrid's shell driver on the same kind of endpoint
 
     .venv/bin/python benchmarks/bench_serial.py [--sizes 1 5 10 50] [--labgrid-kib 16 64 256]
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import socket
 import statistics
@@ -285,6 +288,48 @@ def round_trip_framed(workdir: Path, runs: int) -> dict[str, float]:
         endpoint.stop()
 
 
+class InstantConsole:
+    """A console that answers each framed line with its markers at once (no shell)."""
+
+    BEGIN = re.compile(rb"printf '\\036VET:([0-9a-f]+):B")
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pending = b""
+            while data := conn.recv(65536):
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    if found := self.BEGIN.search(line):
+                        command_id = found.group(1)
+                        conn.sendall(b"\x1eVET:" + command_id + b":B\x1e\r\n")
+                        conn.sendall(b"\x1eVET:" + command_id + b":E:0\x1e\r\n$ ")
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=10)
+
+
+def round_trip_instant(workdir: Path, runs: int) -> dict[str, float]:
+    """vet's own share of run(): the console answers at once (no shell, no socat)."""
+    console = InstantConsole()
+    channel = SerialChannel("bench", f"socket://127.0.0.1:{console.port}",
+                            console_log=workdir / "console.log")
+    channel.open()
+    try:
+        return _timed(lambda: channel.run("true", 10), runs)
+    finally:
+        channel.close()
+        console.close()
+
+
 def round_trip_labgrid(workdir: Path, runs: int) -> dict[str, float]:
     from labgrid.driver import ShellDriver
 
@@ -407,7 +452,8 @@ def round_trips(args: argparse.Namespace) -> None:
             print(f"{name:28} {stats['mean_ms']:9.3f} {stats['p50_ms']:9.3f} "
                   f"{stats['p99_ms']:9.3f}", flush=True)
     labgrid_runs = min(args.runs, 100)
-    rows = [("bare marker (pexpect)", round_trip_bare, args.runs),
+    rows = [("vet, instant console", round_trip_instant, args.runs),
+            ("bare marker (pexpect)", round_trip_bare, args.runs),
             ("bare framed true (pexpect)", round_trip_framed, args.runs),
             (f"labgrid ShellDriver.run ({labgrid_runs})", round_trip_labgrid, labgrid_runs)]
     if args.baseline is None:
