@@ -8,8 +8,10 @@ and labels Allure results by server and stage.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
+import pickle
 import platform
 import secrets
 import time
@@ -180,16 +182,19 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--profile {profile!r} is unknown; choose one of {', '.join(PROFILES)}"
         )
     inventory = config.getoption("vet_inventory") or DEFAULT_INVENTORY
+    workerinput = getattr(config, "workerinput", None)
     try:
-        hosts = load_inventory(
-            inventory, config.getoption("vet_hosts"), config.getoption("vet_vault_password_file")
-        )
+        if workerinput is not None and workerinput.get("vet_hosts"):
+            hosts = hosts_from_controller(workerinput["vet_hosts"])
+        else:
+            hosts = load_inventory(
+                inventory, config.getoption("vet_hosts"),
+                config.getoption("vet_vault_password_file"))
     except VetError as exc:
         raise pytest.UsageError(str(exc)) from None
     problems = [p for h in hosts for p in override_problems(h)]
     if problems:
         raise pytest.UsageError(f"{inventory}: " + f"\n{inventory}: ".join(problems))
-    workerinput = getattr(config, "workerinput", None)
     resume = config.getoption("vet_resume")
     if workerinput is not None:
         run_id = workerinput["vet_run_id"]
@@ -255,6 +260,23 @@ def move(run: VetRun, name: str, state: State, reason: str, stage: str | None = 
         run.notifier.host_failed(name, stage, reason)
 
 
+def hosts_for_workers(hosts: list[Host]) -> str:
+    """The controller's parsed hosts, for its xdist workers (see hosts_from_controller)."""
+    return base64.b64encode(pickle.dumps(hosts)).decode("ascii")
+
+
+def hosts_from_controller(wire: str) -> list[Host]:
+    """The hosts the controller loaded, instead of loading the inventory again.
+
+    Each worker loading it itself cost ~0.7 CPU-s and ~10 MB (Ansible's loader) per
+    worker (benchmarks/bench_fleet.py). Pickle, not JSON: Host is a tree of typed records
+    that pickle rebuilds exactly; it only travels from the controller to the workers it
+    started, over execnet's pipe (never argv, logs or files).
+    """
+    hosts: list[Host] = pickle.loads(base64.b64decode(wire))
+    return hosts
+
+
 def _run(config: pytest.Config) -> VetRun | None:
     return config.stash.get(RUN_KEY, None)
 
@@ -264,6 +286,7 @@ def pytest_configure_node(node: Any) -> None:
     run = _run(node.config)
     if run is not None:
         node.workerinput["vet_run_id"] = run.run_id
+        node.workerinput["vet_hosts"] = hosts_for_workers(list(run.hosts.values()))
         node.workerinput["vet_resume"] = run.resume.to_json() if run.resume else None
 
 
