@@ -124,7 +124,7 @@ def _is_plain(lines: list[str]) -> bool:
     return all(char == "\t" or " " <= char <= "~" for line in lines for char in line)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(CONSOLE, st.sampled_from([b"\r\n", b"\n", b"\r\r\n"]), st.data())
 def test_the_log_and_the_lines_are_what_they_were(lines: list[str], line_end: bytes,
                                                   data: st.DataObject) -> None:
@@ -186,7 +186,7 @@ def _watch() -> ConsoleWatch:
     return ConsoleWatch(tracker=tracker, clock=lambda: 0.0, evidence_lines=20)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(CONSOLE, st.sampled_from([b"\r\n", b"\n"]), st.data())
 def test_the_watch_fed_by_the_reader_sees_what_it_sees_in_plain_lists(
         lines: list[str], line_end: bytes, data: st.DataObject) -> None:
