@@ -1,6 +1,7 @@
 """PNG plots of the series a stage recorded while its load ran (temperatures, GPU clocks
-and power over time), for the report: a curve shows a fan that gave up or a clock that
-sagged long before the one number in a measurement does.
+and power, disk and network throughput over time), for the report: a curve shows a fan
+that gave up, a clock that sagged or a disk that stalled long before the one number in a
+measurement does.
 
 matplotlib's object API (Figure + the Agg canvas) draws without pyplot, so nothing global
 is touched, no display is needed and threads do not share a current figure. Which records
@@ -12,13 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
+from harness.probes.fio import FioResult
+from harness.probes.iperf3 import Iperf3Result
 from harness.probes.nvidia_smi import NvidiaSmiReport
 from harness.probes.thermal import ThermalSamples
 
-__all__ = ["Series", "plot_record", "render"]
+__all__ = ["SERIES_POINTS", "Series", "plot_record", "render", "series_step_s"]
+
+#: About how many samples a series over a load's duration gets: enough for a curve,
+#: few enough that an hour of fio reports (7 KB each) stays a small capture.
+SERIES_POINTS = 60
 
 #: nvidia-smi -q's timestamp, e.g. "Tue Jul 14 08:12:38 2026".
 _NVIDIA_TIME = "%a %b %d %H:%M:%S %Y"
@@ -26,7 +34,14 @@ _NVIDIA_TIME = "%a %b %d %H:%M:%S %Y"
 Series = tuple[str, Sequence[tuple[float, float]]]  # label, (seconds, value) points
 
 
-def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> bytes:
+def series_step_s(duration_s: float, points: int = SERIES_POINTS) -> int:
+    """Whole seconds between two samples so a load of `duration_s` yields about `points`
+    (at least one second: fio and iperf3 report in whole seconds)."""
+    return max(1, math.ceil(duration_s / points))
+
+
+def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]],
+           xlabel: str = "seconds since the first sample") -> bytes:
     """One PNG: a panel per (y label, series) pair, stacked, sharing the time axis."""
     # Imported here: matplotlib costs seconds to import, and most processes that import
     # the harness (every xdist worker, the CLI) never draw a plot.
@@ -43,7 +58,7 @@ def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> bytes:
         ax.grid(True, alpha=0.3)
         if len(series) > 1 or series[0][0]:
             ax.legend(fontsize="small", loc="best")
-    axes[-1].set_xlabel("seconds since the first sample")
+    axes[-1].set_xlabel(xlabel)
     figure.suptitle(title)
     figure.tight_layout()
     out = io.BytesIO()
@@ -99,12 +114,42 @@ def _nvidia(report: NvidiaSmiReport) -> list[tuple[str, Sequence[Series]]]:
     return panels
 
 
+def _fio(result: FioResult) -> list[tuple[str, Sequence[Series]]]:
+    """Read and write MiB/s per status interval, each direction that moved any data."""
+    if len(result.intervals) < 2:
+        return []
+    series: list[Series] = []
+    for label, attribute in (("read", "read_bytes_per_s"), ("write", "write_bytes_per_s")):
+        points = [(i.end_s, getattr(i, attribute) / 2**20) for i in result.intervals]
+        if any(value > 0 for _, value in points):
+            series.append((label, points))
+    return [("throughput (MiB/s)", series)] if series else []
+
+
+def _iperf3(result: Iperf3Result) -> list[tuple[str, Sequence[Series]]]:
+    """Gbit/s per report interval (warm-up left out), and TCP retransmits where counted."""
+    kept = [i for i in result.intervals if not i.omitted]
+    if len(kept) < 2:
+        return []
+    panels: list[tuple[str, Sequence[Series]]] = [
+        ("throughput (Gbit/s)", [("", [(i.end_s, i.bits_per_second / 1e9) for i in kept])])]
+    if all(i.retransmits is not None for i in kept):
+        panels.append(("TCP retransmits", [("", [(i.end_s, float(i.retransmits or 0))
+                                                  for i in kept])]))
+    return panels
+
+
 def plot_record(title: str, record: Any) -> bytes | None:
     """A PNG of the record's series over time, or None when it has none to show."""
+    xlabel = "seconds since the first sample"
     if isinstance(record, ThermalSamples):
         panels = _thermal(record)
     elif isinstance(record, NvidiaSmiReport):
         panels = _nvidia(record)
+    elif isinstance(record, FioResult):
+        panels, xlabel = _fio(record), "seconds since fio started (end of each report)"
+    elif isinstance(record, Iperf3Result):
+        panels, xlabel = _iperf3(record), "seconds since iperf3 started (end of each interval)"
     else:
         return None
-    return render(title, panels) if panels else None
+    return render(title, panels, xlabel) if panels else None

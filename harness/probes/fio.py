@@ -8,10 +8,19 @@ JSON: everything before the first line starting with "{" is kept as `messages`, 
 - fio 2.x: `clat`/`lat` in microseconds, and `io_bytes` actually in KiB (no `io_kbytes`).
 
 `bw` is KiB/s in both; newer fio also writes `bw_bytes`.
+
+With `--status-interval=N` fio prints one whole JSON document every N seconds and its
+result last: the last document is the result, and the running totals of all of them
+become `intervals` (throughput per interval, the series a plot shows). Every report's
+totals count from the job's start, so an interval's figure is the difference of two.
+Chosen over `--write_bw_log` files: the series arrives in the command's own stdout over
+any Channel (local, SSH, serial), with nothing to fetch or remove on the host; the price
+is a whole report (~7 KB) per interval, so the stages space them (plots.series_step_s).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -73,12 +82,23 @@ class FioDiskUtil:
 
 
 @dataclass(frozen=True)
+class FioInterval:
+    """All jobs' throughput between two status reports; seconds since the jobs started."""
+
+    start_s: float
+    end_s: float
+    read_bytes_per_s: float
+    write_bytes_per_s: float
+
+
+@dataclass(frozen=True)
 class FioResult:
     version: str | None
     jobs: tuple[FioJob, ...]
     disk_util: tuple[FioDiskUtil, ...]
     messages: tuple[str, ...]
     verify_errors: tuple[str, ...]
+    intervals: tuple[FioInterval, ...] = ()
 
     @property
     def total_errors(self) -> int:
@@ -97,26 +117,15 @@ class FioResult:
 
 
 def parse_fio(text: str) -> FioResult:
-    """Parse fio's JSON output, tolerating text lines before (and after) the JSON."""
-    start = _json_start(text)
-    if start is None:
+    """Parse fio's JSON output (one document, or a --status-interval stream of them),
+    tolerating text lines before, between and after the JSON."""
+    documents, messages = _split(text)
+    if not documents:
         if not text.strip():
             fail(TOOL, "expected a JSON object, got empty output")
         fail(TOOL, "expected a JSON object, found no line starting with '{'")
-    try:
-        document, end = json.JSONDecoder().raw_decode(text, start)
-    except json.JSONDecodeError as exc:
-        fail(TOOL, json_error_detail(text, exc))
-    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
-        fail(TOOL, f"expected a JSON object, got unreadable JSON: {exc}"[:200])
-    except RecursionError:
-        fail(TOOL, "expected a JSON object, got JSON nested too deeply")
-    data = expect_dict(TOOL, document, "top level")
-    if "jobs" not in data:
-        fail(TOOL, "no 'jobs' key (not fio --output-format=json?)")
+    data = _document(documents[-1], "top level")
     jobs = expect_list(TOOL, data["jobs"], "jobs")
-    messages = [line.strip() for line in text[:start].splitlines() if line.strip()]
-    messages += [line.strip() for line in text[end:].splitlines() if line.strip()]
     disk_util = expect_list(TOOL, data.get("disk_util", []), "disk_util")
     return FioResult(
         version=opt_str(TOOL, data, "fio version", "top level"),
@@ -124,16 +133,86 @@ def parse_fio(text: str) -> FioResult:
         disk_util=tuple(_disk(disk, f"disk_util[{i}]") for i, disk in enumerate(disk_util)),
         messages=tuple(messages),
         verify_errors=tuple(m for m in messages if m.startswith("verify:")),
+        intervals=_intervals(documents),
     )
 
 
-def _json_start(text: str) -> int | None:
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("{"):
-            return offset + len(line) - len(line.lstrip())
-        offset += len(line)
-    return None
+def _split(text: str) -> tuple[list[object], list[str]]:
+    """The JSON documents (each starting a line) and the other non-blank lines, in order."""
+    decoder = json.JSONDecoder()
+    documents: list[object] = []
+    messages: list[str] = []
+    pos = 0
+    while pos < len(text):
+        newline = text.find("\n", pos)
+        line_end = len(text) if newline < 0 else newline + 1
+        line = text[pos:line_end]
+        stripped = line.lstrip()
+        if not stripped.startswith("{"):
+            if line.strip():
+                messages.append(line.strip())
+            pos = line_end
+            continue
+        try:
+            document, pos = decoder.raw_decode(text, pos + len(line) - len(stripped))
+        except json.JSONDecodeError as exc:
+            fail(TOOL, json_error_detail(text, exc))
+        except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+            fail(TOOL, f"expected a JSON object, got unreadable JSON: {exc}"[:200])
+        except RecursionError:
+            fail(TOOL, "expected a JSON object, got JSON nested too deeply")
+        documents.append(document)
+    return documents, messages
+
+
+def _document(value: object, where: str) -> JsonDict:
+    data = expect_dict(TOOL, value, where)
+    if "jobs" not in data:
+        fail(TOOL, f"{where}: no 'jobs' key (not fio --output-format=json?)")
+    return data
+
+
+def _intervals(documents: list[object]) -> tuple[FioInterval, ...]:
+    """Throughput between consecutive reports; none for a single report or without times.
+
+    The first interval starts when the jobs started (the first report's time less its
+    longest job_runtime). An interval whose clock or totals went backwards is left out:
+    no throughput can be read from it."""
+    if len(documents) < 2:
+        return ()
+    points: list[tuple[int, int, int]] = []  # (ms, read bytes, write bytes) so far
+    first_runtime_ms = 0
+    for n, value in enumerate(documents):
+        where = f"report {n + 1} of {len(documents)}"
+        data = _document(value, where)
+        stamp = opt_int(TOOL, data, "timestamp_ms", where)
+        if stamp is None:  # an older fio without timestamp_ms: no clock for the reports
+            return ()
+        jobs = expect_list(TOOL, data["jobs"], f"{where}: jobs")
+        parsed = [_job(job, f"{where}: jobs[{i}]") for i, job in enumerate(jobs)]
+        if n == 0:
+            runtimes = [opt_int(TOOL, expect_dict(TOOL, job, f"{where}: jobs[{i}]"),
+                                "job_runtime", f"{where}: jobs[{i}]")
+                        for i, job in enumerate(jobs)]
+            first_runtime_ms = max((r for r in runtimes if r is not None and r > 0),
+                                   default=0)
+        point = (stamp, sum(j.read.io_bytes for j in parsed if j.read is not None),
+                 sum(j.write.io_bytes for j in parsed if j.write is not None))
+        if any(abs(v) >= 2**64 for v in point):  # fio counts in 64 bits
+            fail(TOOL, f"{where}: timestamp_ms or io_bytes beyond 64 bits")
+        points.append(point)
+    origin = points[0][0] - first_runtime_ms
+    if first_runtime_ms > 0:
+        points.insert(0, (origin, 0, 0))
+    intervals = []
+    for (t0, r0, w0), (t1, r1, w1) in itertools.pairwise(points):
+        if t1 <= t0 or r1 < r0 or w1 < w0:
+            continue
+        seconds = (t1 - t0) / 1000
+        intervals.append(FioInterval(start_s=(t0 - origin) / 1000, end_s=(t1 - origin) / 1000,
+                                     read_bytes_per_s=(r1 - r0) / seconds,
+                                     write_bytes_per_s=(w1 - w0) / seconds))
+    return tuple(intervals)
 
 
 def _job(value: object, where: str) -> FioJob:

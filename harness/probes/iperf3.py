@@ -4,6 +4,9 @@ A JSON document with an "error" key is a valid result that carries the error (ip
 3.12 even exits 0 on "Connection refused" with -J): a stage reports it as a network
 failure, not as an unreadable capture. Retransmits are None where iperf3 does not count
 them (UDP, non-Linux senders).
+
+`intervals[].sum` (every stream together, one per `-i` seconds) becomes `intervals`: the
+throughput over the run, which a plot shows and the summary figure hides.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from harness.probes._common import (
     JsonDict,
     expect_dict,
+    expect_list,
     fail,
     load_json,
     opt_dict,
@@ -22,6 +26,18 @@ from harness.probes._common import (
 )
 
 TOOL = "iperf3"
+
+
+@dataclass(frozen=True)
+class Iperf3Interval:
+    """All streams over one report interval; seconds since the test started. `omitted`:
+    inside the -O warm-up, which the summary leaves out."""
+
+    start_s: float
+    end_s: float
+    bits_per_second: float
+    retransmits: int | None
+    omitted: bool
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,7 @@ class Iperf3Result:
     jitter_ms: float | None = None
     lost_percent: float | None = None
     error: str | None = None
+    intervals: tuple[Iperf3Interval, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -83,7 +100,29 @@ def parse_iperf3(text: str) -> Iperf3Result:
         jitter_ms=_f(jitter_source, "jitter_ms", "end.sum"),
         lost_percent=_f(jitter_source, "lost_percent", "end.sum"),
         error=error,
+        intervals=_intervals(data),
     )
+
+
+def _intervals(data: JsonDict) -> tuple[Iperf3Interval, ...]:
+    """Each report's `sum`; one without its start, end or rate (cut short) is left out."""
+    intervals = []
+    for i, value in enumerate(expect_list(TOOL, data.get("intervals", []), "intervals")):
+        where = f"intervals[{i}].sum"
+        block = opt_dict(TOOL, expect_dict(TOOL, value, f"intervals[{i}]"), "sum",
+                         f"intervals[{i}]")
+        if block is None:
+            continue
+        start = opt_float(TOOL, block, "start", where)
+        end = opt_float(TOOL, block, "end", where)
+        bps = opt_float(TOOL, block, "bits_per_second", where)
+        if start is None or end is None or bps is None:
+            continue
+        intervals.append(Iperf3Interval(
+            start_s=start, end_s=end, bits_per_second=bps,
+            retransmits=opt_int(TOOL, block, "retransmits", where),
+            omitted=block.get("omitted") in (1, True)))
+    return tuple(intervals)
 
 
 def _f(block: JsonDict | None, key: str, where: str) -> float | None:
