@@ -18,6 +18,7 @@ from harness.judge import (
     judge_iperf3,
 )
 from harness.netperf import Iperf3Server
+from harness.plots import series_step_s
 from harness.probes import ParseError
 from harness.probes.ethtool import EthtoolSettings, parse_ethtool
 from harness.probes.iperf3 import parse_iperf3
@@ -74,7 +75,7 @@ def test_iperf3_throughput(host: HostUnderTest, iperf3_server: Iperf3Server) -> 
     speed = settings.speed_mbps if settings is not None else None
     result = host.run(
         f"iperf3 -c {iperf3_server.address} -p {iperf3_server.port} -t {p['duration_s']} "
-        f"-P {p['streams']} -J",
+        f"-P {p['streams']} -i {series_step_s(p['duration_s'])} -J",
         timeout=p["duration_s"] + 60,
     )
     perf = parse_iperf3(result.stdout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from harness.host import HostUnderTest
+from harness.plots import series_step_s
 from harness.probes.fio import parse_fio
 from harness.probes.lsblk import parse_lsblk
 from harness.safety import Gate, check_disks
@@ -45,7 +46,7 @@ def test_fio_verified_scratch_file(host: HostUnderTest) -> None:
             f"--rw=randwrite --bs={p['block_size']} --iodepth={p['iodepth']} "
             f"--ioengine=libaio --direct=1 --runtime={p['runtime_s']} "
             f"--verify={p['verify']} --do_verify=1 --verify_fatal=1 --verify_state_save=0 "
-            f"--output-format=json",
+            f"--status-interval={series_step_s(p['runtime_s'])} --output-format=json",
             timeout=p["runtime_s"] * 4 + 120,
         )
     fio = parse_fio(result.stdout)
