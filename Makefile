@@ -69,9 +69,10 @@ demo: setup
 	    -n $$workers --run-id $$run_id -p no:cacheprovider -rfEs; rc=$$?; \
 	echo; $(BIN)/vet report --run $$run_id || exit $$?; \
 	if [ "$(INVENTORY)" = inventory/virtual ]; then \
-	    echo; echo "failed guests stay up for a look (vet lab status; the console log and"; \
-	    echo "events are under reports/runs/$$run_id/)."; \
-	    echo "bring the lab down with: make lab-down   (or: vet lab down)"; \
+	    echo; echo "failed guests are held, up for a look: vet holds prints how to get in"; \
+	    echo "(console log and events under reports/runs/$$run_id/); vet release --all"; \
+	    echo "frees them for the next run. Bring the lab down (holds close with it) with:"; \
+	    echo "make lab-down   (or: vet lab down)"; \
 	fi; \
 	[ $$rc -le 1 ] || exit $$rc
 

@@ -256,7 +256,23 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     if left:
         raise VetError("the lab is not completely gone:\n  " + "\n  ".join(left))
     print(f"lab {lab.spec.netns} is down (logs kept in {lab.logs})")
+    _forget_lab_holds(args, [guest.name for guest in lab.spec.guests])
     return 0
+
+
+def _forget_lab_holds(args: argparse.Namespace, guests: list[str]) -> None:
+    """The guests are gone with the lab: their holds close, or the next run is refused."""
+    from harness.hold import forget_hold
+
+    path = Path(args.store) if args.store else Path(args.reports_dir) / "vet.sqlite"
+    if not path.exists():
+        return
+    with Store(path) as store:
+        for hold in store.open_holds():
+            if hold["host"] in guests:
+                forget_hold(store, hold, reports_dir=Path(args.reports_dir))
+                print(f"closed the hold on {hold['host']} (run {hold['run_id']}): the guest "
+                      "is gone with the lab")
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
