@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.image import ImageArtifacts
 from harness.leases import holder
 from harness.store import Store
+from tests.fixtures.lab import guest, lab_for
 from tests.fixtures.serial_bridge import SerialEndpoint, start_tcp_endpoint
 from tests.fixtures.sshd import SshdInfo
 from tests.helpers import gone
@@ -299,3 +301,72 @@ def test_resume_of_an_unknown_run_names_the_known_ones(project: Project) -> None
     finished = project.run("--resume", "known")
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "3 deselected" in finished.stdout, finished.stdout
+
+
+LAB_STAGES = """\
+import os
+import pytest
+
+pytestmark = pytest.mark.stage
+
+
+@pytest.mark.inventory
+def test_first(host):
+    assert host.run("echo one", timeout=60).stdout == "one\\n"
+
+
+@pytest.mark.cpu
+def test_long(host):
+    fifo = os.environ.get("VET_TEST_FIFO")
+    if fifo:  # the run the test kills: say where we are, then block on the guest
+        with open(fifo, "w") as f:
+            f.write(f"{os.getpid()}\\n")
+        host.run("sleep 600", timeout=900)
+    assert host.run("echo two", timeout=60).ok
+"""
+
+
+@pytest.mark.lab
+def test_a_resumed_run_boots_its_netbooted_host_again(live_image: ImageArtifacts,
+                                                      tmp_path: Path) -> None:
+    """The guest the killed controller left up is power-cycled and booted again for the
+    resumed run (same run, same controller key, a token it verifies), then continues at
+    the cut stage."""
+    (tmp_path / "test_stages.py").write_text(LAB_STAGES)
+    reports = tmp_path / "reports"
+    fifo = tmp_path / "stage.fifo"
+    os.mkfifo(fifo)
+    with lab_for([guest("vm-resume", 17)], live_image) as lab:
+        argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "--inventory",
+                str(lab.inventory), "--profile", "quick", "--reports-dir", str(reports),
+                "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "test_stages.py"]
+        proc = subprocess.Popen([*argv, "--run-id", "lab-killed"], cwd=tmp_path,
+                                env=dict(lab.env, VET_TEST_FIFO=str(fifo)), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            test_pid = int(_read_line(fifo, proc, time.monotonic() + 900))
+            proc.kill()
+            proc.communicate(timeout=60)
+            assert gone(test_pid, 10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=60)
+        host_dir = reports / "runs" / "lab-killed" / "vm-resume"
+        console_before = (host_dir / "console.log").read_bytes()
+        resumed = subprocess.run([*argv, "--resume", "lab-killed"], cwd=tmp_path, env=lab.env,
+                                 text=True, capture_output=True, timeout=1500)
+        assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-2000:]
+
+    with Store(reports / "vet.sqlite") as store:
+        assert [(r["stage"], r["outcome"]) for r in store.test_results("lab-killed")] == [
+            ("inventory", "passed"), ("cpu", "passed")]
+        assert store.hosts("lab-killed")[0]["state"] == "Completed"
+        run = store.run("lab-killed")
+        assert run is not None and run["status"] == "passed" and run["resumes"] == 1
+    events = _events(host_dir / "events.jsonl")
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("booted") == 2 and "resume-boot" in kinds, kinds
+    cycled = [e for e in events if e["kind"] == "power-on"]
+    assert [e["cycled"] for e in cycled] == [False, True], cycled
+    assert (host_dir / "console.log").read_bytes().startswith(console_before)
