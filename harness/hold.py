@@ -36,6 +36,7 @@ from harness.events import EventLog
 from harness.leases import holder, operator, when
 from harness.models import Host
 from harness.netboot import state_home
+from harness.notify import Kind, notify_event
 from harness.states import State
 from harness.store import Store
 
@@ -216,6 +217,10 @@ def open_hold(store: Store, run_id: str, host: Host, *, stage: str, reason: str,
         opened_by=holder(), key_via=via, note=note)
     _emit(events, "hold-opened", hold_id=hold_id, expires_at=expires, key_via=via,
           ssh_command=command if via is not None else None, note=note)
+    notify_event(Kind.HOLDING_OPENED, host=host.name,
+                 title=f"vet: {host.name} held for you (failed {stage})",
+                 body=f"{reason}\n{command if via is not None else note}\n"
+                      f"held until {when(expires)}; vet release {host.name} frees it")
     return next(h for h in store.open_holds(host.name) if h["id"] == hold_id)
 
 

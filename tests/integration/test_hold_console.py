@@ -111,3 +111,27 @@ def test_a_key_that_cannot_be_revoked_keeps_a_left_on_host_held(
         assert "could not be revoked" in text and f"vet release {HOST_NAME} --power-off" in text
         assert [h["id"] for h in store.open_holds()] == [hold["id"]]
         assert Path(str(hold["key_path"])).exists()
+
+
+def test_opening_a_hold_tells_the_operator(serial_endpoint: SerialEndpoint,
+                                           console_host: Host, tmp_path: Path) -> None:
+    """HoldingOpened reaches the run's notification targets with the way in."""
+    from harness.notify import Notifier
+    from tests.integration.test_notify import FakeNtfy, routes
+
+    ntfy = FakeNtfy()
+    notifier = Notifier(routes(ntfy.url()), "r3").activate()
+    try:
+        with Store(tmp_path / "vet.sqlite") as store:
+            _failed_host(store, "r3")
+            hold = _hold(store, "r3", console_host, serial_endpoint, tmp_path)
+        post = ntfy.next()
+        assert notifier.drain()
+        assert notifier.counts()["HoldingOpened"] == {"sent": 1, "failed": 0}
+    finally:
+        notifier.deactivate()
+        ntfy.close()
+    assert post["json"]["title"] == f"vet: {HOST_NAME} held for you (failed spec)"
+    message = post["json"]["message"]
+    assert "memory too small" in message and str(hold["ssh_command"]) in message
+    assert "run r3" in message
