@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pexpect
+import pexpect.expect
 import pexpect.spawnbase
 import serial
 import tenacity
@@ -377,6 +378,79 @@ class _Tap:
             return data
 
 
+class _LazyBeforeExpecter(pexpect.expect.Expecter):  # type: ignore[misc]
+    """pexpect's Expecter for `expect_exact` without a search window, minus its copies.
+
+    pexpect copies every read into `_before` (a BytesIO) and, at the match, copies all
+    of it once more to cut the match off: two passes over fresh memory for a 50 MB wait
+    (the kernel faults in each page: ~2.5 ns per byte here, half the bare session's cost).
+    This one keeps the reads as they came (the same bytes objects, no copy), searches a
+    pattern's length of the older output plus each new read as pexpect does (with
+    pexpect's own searcher, so the same match), and leaves `before` to be joined when
+    somebody reads it (ConsoleSpawn.before). The state after a match, a timeout or EOF is
+    what pexpect leaves, so pexpect's own expect() can go on from it.
+    """
+
+    def __init__(self, spawn: ConsoleSpawn, searcher: Any) -> None:
+        super().__init__(spawn, searcher, None)
+        self.parts: list[bytes] = []  # everything since the last match, as read
+        self.tail = b""  # the last `lookback` bytes of it (a match may start there)
+
+    def existing_data(self) -> int | None:
+        data: bytes = self.spawn._before.getvalue()  # == _buffer (ConsoleSpawn checked)
+        self.spawn._before = self.spawn.buffer_type()
+        self.spawn._buffer = self.spawn.buffer_type()
+        self.parts = [data] if data else []
+        return self.search(data, len(data))
+
+    def new_data(self, data: bytes) -> int | None:
+        self.parts.append(data)
+        return self.search(self.tail + data if self.tail else data, len(data))
+
+    def search(self, window: bytes, freshlen: int) -> int | None:
+        spawn = self.spawn
+        index: int = self.searcher.search(window, freshlen, None)
+        if index < 0:
+            self.tail = window[-self.lookback:] if self.lookback else b""
+            return None
+        rest = window[self.searcher.end:]
+        spawn._lazy_before(self.parts, len(window) - self.searcher.start)
+        spawn._buffer = spawn.buffer_type()
+        spawn._buffer.write(rest)
+        spawn._before = spawn.buffer_type()
+        spawn._before.write(rest)
+        spawn.after = window[self.searcher.start:self.searcher.end]
+        spawn.match = self.searcher.match
+        spawn.match_index = index
+        self.parts, self.tail = [], b""
+        return index
+
+    def _restore(self) -> None:
+        """Back to pexpect's state with no match: all of it in `_before`, the tail in
+        `_buffer` (all of it too when there is no string to look back for)."""
+        spawn = self.spawn
+        everything = b"".join(self.parts)
+        spawn._before = spawn.buffer_type()
+        spawn._before.write(everything)
+        spawn._buffer = spawn.buffer_type()
+        spawn._buffer.write(self.tail if self.lookback else everything)
+        self.parts, self.tail = [], b""
+
+    def eof(self, err: Exception | None = None) -> int:
+        self._restore()
+        index: int = super().eof(err)
+        return index
+
+    def timeout(self, err: Exception | None = None) -> int:
+        self._restore()
+        index: int = super().timeout(err)
+        return index
+
+    def errored(self) -> None:
+        self._restore()
+        super().errored()
+
+
 class ConsoleSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]
     """pexpect on the live console stream, fed by the channel's reader thread.
 
@@ -387,6 +461,8 @@ class ConsoleSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]
     """
 
     buffer: bytes  # pexpect's property: what is left after the last match
+    _before_parts: tuple[list[bytes], int] | None = None
+    _before_value: bytes | None = None
 
     def __init__(self, channel: SerialChannel, tap: _Tap, timeout: float,
                  maxread: int = MAXREAD, searchwindowsize: int = SEARCH_WINDOW) -> None:
@@ -411,12 +487,65 @@ class ConsoleSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]
             if remaining is not None and remaining <= 0:
                 raise pexpect.TIMEOUT(f"no console output within {timeout:g} s")
 
+    @property
+    def before(self) -> bytes | None:
+        """pexpect's `before`: all output from the last match to this one (or to the
+        timeout, EOF); joined when first read (see _LazyBeforeExpecter)."""
+        if self._before_parts is not None:
+            parts, cut = self._before_parts
+            self._before_parts = None
+            while parts and cut >= len(parts[-1]):
+                cut -= len(parts[-1])
+                parts = parts[:-1]
+            if cut and parts:
+                parts = [*parts[:-1], parts[-1][:-cut]]
+            self._before_value = b"".join(parts)
+        return self._before_value
+
+    @before.setter
+    def before(self, value: bytes | None) -> None:
+        self._before_parts = None
+        self._before_value = value
+
+    def _lazy_before(self, parts: list[bytes], cut: int) -> None:
+        """`before` is `parts` joined, less its last `cut` bytes (the match and after)."""
+        if cut:
+            self._before_parts = (parts, cut)
+        else:  # pexpect slices `[0:-0]`: nothing (an empty pattern at the very end)
+            self.before = b""
+
     def expect_exact(self, pattern_list: Any, timeout: float | None = -1,
                      searchwindowsize: int | None = None, **kwargs: Any) -> int:
         """pexpect's expect_exact, looking back only a pattern's length by default:
-        a search window would rescan up to SEARCH_WINDOW bytes on every small read."""
-        index: int = super().expect_exact(pattern_list, timeout, searchwindowsize, **kwargs)
-        return index
+        a search window would rescan up to SEARCH_WINDOW bytes on every small read.
+        Without a window, from the state a match leaves (the usual one), it runs
+        _LazyBeforeExpecter: the same matches and attributes, no copy of the output."""
+        if searchwindowsize is not None or kwargs or not self._after_match():
+            index: int = super().expect_exact(pattern_list, timeout, searchwindowsize,
+                                              **kwargs)
+            return index
+        if timeout == -1:
+            timeout = self.timeout
+        if (isinstance(pattern_list, self.allowed_string_types)
+                or pattern_list in (pexpect.TIMEOUT, pexpect.EOF)):
+            pattern_list = [pattern_list]
+        prepared = []
+        for pattern in pattern_list:  # as SpawnBase.expect_exact prepares them
+            if pattern in (pexpect.TIMEOUT, pexpect.EOF):
+                prepared.append(pattern)
+            elif isinstance(pattern, self.allowed_string_types):
+                prepared.append(self._coerce_expect_string(pattern))
+            else:
+                self._pattern_type_err(pattern)
+        expecter = _LazyBeforeExpecter(self, pexpect.expect.searcher_string(prepared))
+        found: int = expecter.expect_loop(timeout)
+        return found
+
+    def _after_match(self) -> bool:
+        """pexpect's buffers agree (a fresh session, after a match): its expect_exact
+        would search all of `_buffer` as fresh data and cut `before` from `_before`."""
+        return bool(self._before.tell() == self._buffer.tell()
+                    and self._before.getvalue() == self._buffer.getvalue())
 
     def send(self, s: str | bytes) -> int:
         data = s.encode() if isinstance(s, str) else s
