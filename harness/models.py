@@ -131,6 +131,18 @@ class PxeConfig:
 
 
 @dataclass(frozen=True)
+class HoldPolicy:
+    """What happens to a host that fails (`vet_hold_ttl_h`, `vet_release_power_off`).
+
+    It stays booted and held for `ttl_h` hours (then `vet janitor` releases it); on
+    release it is powered off unless `power_off` is False.
+    """
+
+    ttl_h: float = 24.0
+    power_off: bool = True
+
+
+@dataclass(frozen=True)
 class MqttConfig:
     """The MQTT broker live events go to (`vet_mqtt`); the password stays out of repr."""
 
@@ -143,18 +155,6 @@ class MqttConfig:
     ca_file: str | None = None  # None with tls: the system's CA store
     queue_size: int = 10000  # messages waiting for the sender; more are dropped and counted
     keepalive_s: int = 30
-
-
-@dataclass(frozen=True)
-class HoldPolicy:
-    """What happens to a host that fails (`vet_hold_ttl_h`, `vet_release_power_off`).
-
-    It stays booted and held for `ttl_h` hours (then `vet janitor` releases it); on
-    release it is powered off unless `power_off` is False.
-    """
-
-    ttl_h: float = 24.0
-    power_off: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,12 +175,12 @@ class Host:
     lab: Mapping[str, Any] = field(default_factory=dict)
     #: Where the host PXE-boots from (`vet_pxe`); None: the host is not network-booted.
     pxe: PxeConfig | None = None
+    #: Where live events are published (`vet_mqtt`); None: MQTT is off.
+    mqtt: MqttConfig | None = None
     #: How long a failed host is held, and whether release powers it off.
     hold: HoldPolicy = field(default_factory=HoldPolicy)
     #: Where this host's notifications go (`vet_notify`, checked by harness.notify).
     notify: tuple[NotifyRoute, ...] = field(default=(), repr=False)
-    #: Where live events are published (`vet_mqtt`); None: MQTT is off.
-    mqtt: MqttConfig | None = None
 
 
 @dataclass(frozen=True)
