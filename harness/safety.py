@@ -113,12 +113,23 @@ def token_gate(vetted: HostUnderTest, key: bytes | None = None) -> GateResult:
     token = cmdline_values(result.stdout).get("vet.token") if result.ok else None
     if not token:
         return GateResult(Gate.RUN_TOKEN, False, "its kernel command line has no vet.token")
+    run_id = booted_by(vetted)
     try:
         verify_token(key if key is not None else key_for(entry.pxe), token,
-                     run_id=vetted.ctx.run_id, host=entry.name, mac=entry.macs[0])
+                     run_id=run_id, host=entry.name, mac=entry.macs[0])
     except TokenError as exc:
         return GateResult(Gate.RUN_TOKEN, False, f"the run token does not verify: {exc}")
-    return GateResult(Gate.RUN_TOKEN, True, f"the run token verifies for run {vetted.ctx.run_id}")
+    if run_id != vetted.ctx.run_id:
+        return GateResult(Gate.RUN_TOKEN, True, f"the run token verifies for run {run_id}, "
+                          f"which booted the host and holds it (this is a retry)")
+    return GateResult(Gate.RUN_TOKEN, True, f"the run token verifies for run {run_id}")
+
+
+def booted_by(vetted: HostUnderTest) -> str:
+    """The run whose token the host booted with: this run, or for a retry on a held host
+    (`vet retry`, --attach-held) the run that booted it and holds it."""
+    held_from = vetted.facts.get("netboot", {}).get("held_from")
+    return str(held_from) if held_from else vetted.ctx.run_id
 
 
 def wipe_gate(vetted: HostUnderTest, disk: BlockDevice, overrides: Iterable[str]) -> GateResult:

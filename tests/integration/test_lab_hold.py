@@ -63,8 +63,9 @@ def ssh(command: str, *remote: str) -> subprocess.CompletedProcess[str]:
 
 def test_failed_guest_is_held_entered_retried_and_released(live_image: ImageArtifacts,
                                                            tmp_path: Path) -> None:
-    spec = {"memory": {"total_gib": 64, "tolerance_pct": 5}}
-    with lab_for([guest(HOST, 14, spec=spec)], live_image) as lab:
+    spec = {"memory": {"total_gib": 64, "tolerance_pct": 5}, "disks": [{"serial": "T14-NVME0"}]}
+    storage = {"storage": {"mode": "destructive", "write_mib": 16, "read_scan_mib": 16}}
+    with lab_for([guest(HOST, 14, spec=spec)], live_image, storage) as lab:
         hosts_yml = lab.inventory / "hosts.yml"
         data = yaml.safe_load(hosts_yml.read_text())
         data["all"]["vars"]["vet_release_power_off"] = False
@@ -117,14 +118,20 @@ def test_failed_guest_is_held_entered_retried_and_released(live_image: ImageArti
         assert f"{operator()}@" in refusal and " since " in refusal
 
         # Retry a stage on the held host: no provisioning, no power-on, override recorded.
-        retry = vet(reports, env, "retry", HOST, "--stage", "inventory", "--override",
+        # The destructive storage stage: its run-token gate verifies the token of the run
+        # that booted the host (the retry is a run of its own).
+        retry = vet(reports, env, "retry", HOST, "--stage", "storage", "--override",
                     "wipe-probe")
         assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-2000:]
         [retry_run] = [r[0] for r in db.execute("SELECT id FROM runs WHERE id != ?",
                                                 (hold["run_id"],))]
         retry_states = [r[0] for r in db.execute(
             "SELECT to_state FROM transitions WHERE run_id = ? ORDER BY id", (retry_run,))]
-        assert retry_states == ["Queued", "InventoryCheck", "Reporting", "Completed"]
+        assert retry_states == ["Queued", "Storage", "Reporting", "Completed"]
+        written = dict(db.execute(
+            "SELECT nodeid, outcome FROM test_results WHERE run_id = ?", (retry_run,)))
+        assert [outcome for nodeid, outcome in written.items()
+                if "destructive_write_verify" in nodeid] == ["passed"], written
         [override] = db.execute("SELECT * FROM overrides").fetchall()
         assert (override["run_id"], override["host"], override["override"],
                 override["operator"], override["hold_id"]) == (
