@@ -2,12 +2,14 @@
 
 1. Console stream: boot-log-like lines with a marker at the end, pushed by a local TCP
    server (as QEMU's serial socket or ser2net push a console) into `socket://`; time
-   until expect_exact finds the marker. MB/s at several sizes shows whether it stays
-   linear. Rows:
+   until expect_exact finds the marker (a session with keep_before=False: the wait
+   needs no `before`). MB/s at several sizes shows whether it stays linear. Rows:
      vet SerialChannel       reader thread + timestamped console log + pexpect session
                              (delayafterread=None, maxread 1 MiB, search window 2 MiB)
      vet + ConsoleWatch      the same with harness.console.watch matching every line
      vet + watch + tracker   ConsoleWatch with a BootTracker (following the boot)
+     vet + watch + tracker + events  the same with a run's event log subscribed too
+                             (harness.host.log_console: one JSON event per console line)
      pexpect fdspawn, tuned  the bare configuration vet uses, no thread, no log
      pexpect fdspawn, defaults  maxread 2000, delayafterread 0.1 ms (the ~7 MB/s cap)
      labgrid SerialDriver    labgrid's driver + ConsoleExpectMixin.expect (one byte a
@@ -38,6 +40,7 @@ idle machine the two clocks agree (the reading threads take turns under one GIL)
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -146,7 +149,7 @@ class Clock:
 
 
 def stream_vet(payload: bytes, marker: bytes, watch: bool = False,
-               tracker: bool = False) -> float:
+               tracker: bool = False, events: bool = False) -> float:
     pusher = Pusher(payload)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "console.log"
@@ -155,9 +158,18 @@ def stream_vet(payload: bytes, marker: bytes, watch: bool = False,
         if watch:
             boot = BootTracker("bench", BootPolicy(deadlines={})) if tracker else None
             channel.subscribe_lines(ConsoleWatch(host="bench", tracker=boot).feed_lines)
+        if events:  # as a run subscribes its event log (harness.host.log_console)
+            from harness.events import EventLog
+            from harness.host import log_console
+
+            log_console(channel, EventLog(Path(tmp) / "events.jsonl", "bench", "bench"))
         # The channel's reader thread (a private attribute, for the CPU clock only).
         clock = Clock(threading.current_thread(), channel._reader)  # type: ignore[arg-type]
-        with channel.console(timeout=600) as con:
+        # The wait needs no `before` (the log and the subscribers have the output):
+        # keep_before=False, where the harness has it (not an older one, --baseline).
+        keep = ({"keep_before": False}
+                if "keep_before" in inspect.signature(channel.console).parameters else {})
+        with channel.console(timeout=600, **keep) as con:
             started = clock.now()  # before the go: the reader may start at once
             con.send(b"g")
             con.expect_exact(marker, timeout=600)
@@ -350,6 +362,8 @@ VET_STREAMS: dict[str, Callable[[bytes, bytes], float]] = {
     "vet SerialChannel": stream_vet,
     "vet + ConsoleWatch": lambda p, m: stream_vet(p, m, watch=True),
     "vet + watch + tracker": lambda p, m: stream_vet(p, m, watch=True, tracker=True),
+    "vet + watch + tracker + events": lambda p, m: stream_vet(p, m, watch=True, tracker=True,
+                                                              events=True),
 }
 
 
@@ -400,7 +414,7 @@ def main() -> None:
 
 def streams(args: argparse.Namespace) -> None:
     print("Console stream: expect_exact a marker after N bytes of boot-log lines (socket://)")
-    print(f"{'reader':28} {'size':>9} {'seconds':>9} {'MB/s':>9} {'ns/byte':>9}")
+    print(f"{'reader':32} {'size':>9} {'seconds':>9} {'MB/s':>9} {'ns/byte':>9}")
     rows: list[tuple[str, int, Callable[[bytes, bytes], float]]] = []
     for name, measure in VET_STREAMS.items():
         rows += [(name, mb * MB, measure) for mb in args.sizes]
@@ -425,7 +439,7 @@ def streams(args: argparse.Namespace) -> None:
         else:
             results = [(name, min(measure(payload, marker) for _ in range(repeat)))]
         for row, seconds in results:
-            print(f"{row:28} {label:>9} {seconds:9.3f} {size / MB / seconds:9.4g} "
+            print(f"{row:32} {label:>9} {seconds:9.3f} {size / MB / seconds:9.4g} "
                   f"{seconds / size * 1e9:9.1f}", flush=True)
 
 

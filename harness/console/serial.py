@@ -394,17 +394,25 @@ class _LazyBeforeExpecter(pexpect.expect.Expecter):  # type: ignore[misc]
     def __init__(self, spawn: ConsoleSpawn, searcher: Any) -> None:
         super().__init__(spawn, searcher, None)
         self.parts: list[bytes] = []  # everything since the last match, as read
+        self.kept = 0  # len(parts[1:]) summed, to drop old parts (keep_before=False)
         self.tail = b""  # the last `lookback` bytes of it (a match may start there)
 
     def existing_data(self) -> int | None:
         data: bytes = self.spawn._before.getvalue()  # == _buffer (ConsoleSpawn checked)
         self.spawn._before = self.spawn.buffer_type()
         self.spawn._buffer = self.spawn.buffer_type()
-        self.parts = [data] if data else []
+        self.parts, self.kept = ([data] if data else []), 0
         return self.search(data, len(data))
 
     def new_data(self, data: bytes) -> int | None:
         self.parts.append(data)
+        if not self.spawn.keep_before and len(self.parts) > 1:
+            # `before` need only be the last RECENT bytes: drop the oldest read once
+            # the newer ones hold that much and what a match may start in (the tail).
+            self.kept += len(data)
+            while len(self.parts) > 1 and self.kept >= RECENT + len(self.tail) + len(data):
+                del self.parts[0]
+                self.kept -= len(self.parts[0])
         return self.search(self.tail + data if self.tail else data, len(data))
 
     def search(self, window: bytes, freshlen: int) -> int | None:
@@ -457,7 +465,11 @@ class ConsoleSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]
     Configured to stay linear in the output size: no delay after reads, reads of up to
     MAXREAD, a search window (for regexes) larger than a read. Prefer `expect_exact`: it
     looks back only a pattern's length. `before` keeps all output since the last match,
-    so a session is for a bounded wait (login, a boot), not for hours.
+    so a session is for a bounded wait (login, a boot), not for hours; with
+    `keep_before=False` (a waiter that gets the output elsewhere: the log, the line
+    subscribers), expect_exact keeps only the last RECENT bytes or more of it, and its
+    memory stays bounded however long the wait; after a wait that ends without a match
+    (TIMEOUT), only those bytes are searched again (as with a search window).
     """
 
     buffer: bytes  # pexpect's property: what is left after the last match
@@ -465,8 +477,10 @@ class ConsoleSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]
     _before_value: bytes | None = None
 
     def __init__(self, channel: SerialChannel, tap: _Tap, timeout: float,
-                 maxread: int = MAXREAD, searchwindowsize: int = SEARCH_WINDOW) -> None:
+                 maxread: int = MAXREAD, searchwindowsize: int = SEARCH_WINDOW,
+                 keep_before: bool = True) -> None:
         super().__init__(timeout=timeout, maxread=maxread, searchwindowsize=searchwindowsize)
+        self.keep_before = keep_before
         self.delayafterread = None
         self.channel = channel
         self.tap = tap
@@ -836,11 +850,14 @@ class SerialChannel:
         return self._lines.subscribe_lines(callback)
 
     @contextlib.contextmanager
-    def console(self, timeout: float = 30.0, replay: bool = False) -> Iterator[ConsoleSpawn]:
+    def console(self, timeout: float = 30.0, replay: bool = False,
+                keep_before: bool = True) -> Iterator[ConsoleSpawn]:
         """A pexpect session on what the console prints from now on (with `replay`,
-        starting with the last few KB already printed, such as a prompt on screen)."""
+        starting with the last few KB already printed, such as a prompt on screen).
+        `keep_before=False`: expect_exact's `before` is only the last RECENT bytes or more
+        (for a wait whose output the log and subscribers have: constant memory)."""
         with self._tap(replay) as tap:
-            yield ConsoleSpawn(self, tap, timeout)
+            yield ConsoleSpawn(self, tap, timeout, keep_before=keep_before)
 
     # -- login -----------------------------------------------------------------------
 
