@@ -22,6 +22,7 @@ import allure
 from harness.console.boot import Finding
 from harness.console.channel import Channel, OutputLine
 from harness.console.serial import SerialChannel
+from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch
 from harness.errors import ConsoleDeath, ToolMissing
 from harness.events import EventLog, redact
@@ -53,6 +54,8 @@ class RunContext:
 #: At most one progress event per stage every this many seconds (the first and the
 #: final one always go out).
 PROGRESS_INTERVAL_S = 10.0
+#: Console findings after which the host's OS is gone (nothing left to stop over SSH).
+HOST_GONE = frozenset({"panic", "unexpected-reboot"})
 
 
 class Progress:
@@ -177,7 +180,10 @@ class HostUnderTest:
                          severity=finding.severity, message=finding.message)
         if finding.severity is Severity.CRITICAL and self.death is None:
             self.death = finding
-            self.channel.cancel()
+            if finding.kind in HOST_GONE and isinstance(self.channel, SshChannel):
+                self.channel.cancel(host_gone=True)
+            else:
+                self.channel.cancel()
 
     def death_error(self) -> ConsoleDeath | None:
         """The console death as the error that fails the stage, with its evidence."""

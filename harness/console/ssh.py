@@ -191,6 +191,7 @@ class SshChannel:
         self._busy = threading.Lock()  # one command or transfer at a time
         self._doing = ""
         self._cancelled = threading.Event()
+        self._host_gone = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._closed = False
@@ -213,7 +214,12 @@ class SshChannel:
             self._ensure_shell()
             return self._execute(command, timeout, on_line, command_id or new_command_id())
 
-    def cancel(self) -> None:
+    def cancel(self, host_gone: bool = False) -> None:
+        """Stop the running command. `host_gone`: the console saw the host's OS end (a
+        panic, a reset): there is nothing left to kill, so the command is dropped at once
+        instead of spending up to dead_after trying to reach a dead host."""
+        if host_gone:
+            self._host_gone.set()
         self._cancelled.set()
         if self._wake_w >= 0:
             with contextlib.suppress(OSError):
@@ -678,6 +684,9 @@ class SshChannel:
         deadline = time.monotonic() + self.dead_after
         try:
             if pgid <= 1:  # the handshake did not finish: only the shell can be running
+                return False
+            if self._host_gone.is_set():  # panicked or reset: its processes are gone
+                self._disconnect()
                 return False
             self._kill(pgid, deadline)
             return self._wait_ended(shell, deadline)

@@ -392,7 +392,8 @@ def check_reset_mid_command_is_a_console_death(faulty: Faulty) -> None:
     death, took, lines = console_death(faulty, "reset-44", "echo reset-44; sleep 644",
                                        lambda: faulty.qmp("system_reset"))
     assert "unexpected reboot" in str(death) and NAME in str(death), death
-    assert took < DEAD_AFTER + SLACK, f"the stage ended {took:.1f} s after the reset"
+    # the host's OS is gone: the command is dropped at once, not after dead_after
+    assert took < DETECTED_WITHIN_S + SLACK, f"the stage ended {took:.1f} s after the reset"
     assert any("SeaBIOS" in line for line in lines), lines[-20:]
     assert faulty.host.death is not None
     assert any("SeaBIOS" in line for line in faulty.host.death.evidence)
@@ -406,7 +407,7 @@ def check_kernel_panic_mid_command_is_a_console_death(faulty: Faulty) -> None:
         lambda: None)
     assert "panic on the console" in str(death) and PANIC in str(death), death
     assert "sysrq triggered crash" in str(death), death
-    assert took < DEAD_AFTER + SLACK, f"the stage ended {took:.1f} s after the panic"
+    assert took < DETECTED_WITHIN_S + SLACK, f"the stage ended {took:.1f} s after the panic"
     assert any("Kernel panic - not syncing" in line for line in lines), lines[-20:]
     kept = read_events(faulty.events.path)
     assert any(e["kind"] == "finding" and e["finding"] == "panic" for e in kept)
