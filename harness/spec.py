@@ -105,12 +105,15 @@ def _compare_disks(spec: ExpectedSpec, actual: HardwareInventory) -> Iterable[Sp
             yield _row(f"{item} model", expected.model, disk.model, Severity.WARNING,
                        "disk model differs")
         if expected.size_gb is not None and disk.size_bytes is not None:
-            size_gb = round(disk.size_bytes / GB, 1)
+            # Compared unrounded: rounding first turned a 1.07 GB disk into 1.1, "larger
+            # than expected", and could make a disk within 1 % look critically small.
+            size_gb = disk.size_bytes / GB
+            shown = float(f"{size_gb:.3g}") if size_gb < 100 else round(size_gb, 1)
             if size_gb < expected.size_gb * 0.99:
-                yield _row(f"{item} size_gb", expected.size_gb, size_gb, Severity.CRITICAL,
+                yield _row(f"{item} size_gb", expected.size_gb, shown, Severity.CRITICAL,
                            "disk is smaller than expected")
             elif size_gb > expected.size_gb * 1.01:
-                yield _row(f"{item} size_gb", expected.size_gb, size_gb, Severity.WARNING,
+                yield _row(f"{item} size_gb", expected.size_gb, shown, Severity.WARNING,
                            "disk is larger than expected")
     if spec.disks:
         for disk in by_serial.values():

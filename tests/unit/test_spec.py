@@ -104,3 +104,17 @@ def test_tables_show_every_row_and_escape_html() -> None:
     assert "&lt;script&gt;" in html and "<script>" not in html
     text = diff_table_text(rows)
     assert "psu_count" in text and "critical" in text and "ok" in text
+
+
+def test_disk_size_is_compared_unrounded_within_one_percent() -> None:
+    """A 1 GiB disk is 1.07 GB: rounding it to 1.1 before comparing made it "larger than
+    expected"; a 1.1399 GB disk rounded to 1.1 would have been critically small."""
+    small = HardwareInventory(disks=(DiskInfo("vda", "V1", "QEMU", GIB),
+                                     DiskInfo("vdb", "V2", "QEMU", 1_139_900_000),
+                                     DiskInfo("vdc", "V3", "QEMU", 1_000_000_000)))
+    rows = {r.item: r for r in compare(ExpectedSpec(disks=(
+        ExpectedDisk("V1", size_gb=1.07), ExpectedDisk("V2", size_gb=1.14),
+        ExpectedDisk("V3", size_gb=1.07))), small)}
+    assert "disk V1 size_gb" not in rows and "disk V2 size_gb" not in rows
+    smaller = rows["disk V3 size_gb"]
+    assert smaller.severity is Severity.CRITICAL and smaller.actual == "1.0"
