@@ -35,7 +35,7 @@ from harness.errors import VetError
 from harness.events import EventLog
 from harness.leases import holder, operator, when
 from harness.models import Host
-from harness.netboot import state_home
+from harness.netboot import public_line, state_home, write_new_key
 from harness.notify import Kind, notify_event
 from harness.states import State
 from harness.store import Store
@@ -69,23 +69,14 @@ def hold_home() -> Path:
 
 def new_hold_key(run_id: str, host: str, base: Path | None = None) -> HoldKey:
     """A fresh ed25519 key for this hold: <base>/<run>/<host>/id_ed25519, 0600."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     folder = (base or hold_home()) / run_id / host
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
     private = folder / "id_ed25519"
     private.unlink(missing_ok=True)  # a fresh pair per hold, never an old one reused
-    key = Ed25519PrivateKey.generate()
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.OpenSSH,
-                                   serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return HoldKey(private, f"{public} vet-hold-{run_id}-{host}", folder / "known_hosts")
+    key = write_new_key(private)
+    return HoldKey(private, f"{public_line(key)} vet-hold-{run_id}-{host}",
+                   folder / "known_hosts")
 
 
 def _key_body(public_line: str) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.console.boot import Announce, BootPolicy, BootTracker, TimelineEntry
 from harness.console.serial import SerialChannel
@@ -34,6 +35,9 @@ from harness.token import (
     token_fingerprint,
     verify_token,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 #: The whole boot, power-on to VET-READY, on top of the per-step deadlines.
 DEFAULT_BOOT_DEADLINE_S = 900.0
@@ -92,15 +96,31 @@ def controller_key(run_id: str, host: str) -> tuple[Path, str]:
         assert isinstance(loaded, Ed25519PrivateKey)
         key = loaded
     else:
-        key = Ed25519PrivateKey.generate()
-        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, f"{public} vet-{run_id}-{host}"
+        key = write_new_key(private)
+    return private, f"{public_line(key)} vet-{run_id}-{host}"
+
+
+def write_new_key(private: Path) -> Ed25519PrivateKey:
+    """A new ed25519 key written to `private` (OpenSSH format, created 0600, never over
+    an existing file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.OpenSSH,
+                                   serialization.NoEncryption()))
+    return key
+
+
+def public_line(key: Ed25519PrivateKey) -> str:
+    """'ssh-ed25519 AAAA...' of the key, as authorized_keys takes it (no comment)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
 
 
 def _timeline_text(timeline: list[TimelineEntry], powered_on_at: float) -> str:
