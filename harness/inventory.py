@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import ipaddress
 import json
 import logging
@@ -47,6 +46,7 @@ from harness.models import (
 )
 from harness.notify import check_routes
 from harness.states import STAGES
+from harness.wording import did_you_mean, kind_of
 
 __all__ = [
     "CONNECTION_KINDS",
@@ -229,27 +229,6 @@ def _show(value: Any) -> str:
         except (TypeError, ValueError):
             text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def _suggest(key: str, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -638,7 +617,7 @@ class _HostReader:
             self.bad(path, f"{path} was read as the number {value}, which may have lost digits; "
                            f"quote it: {example}")
         else:
-            self.bad(path, f"{path} is {_kind(value)}; write text, e.g. {example}")
+            self.bad(path, f"{path} is {kind_of(value)}; write text, e.g. {example}")
         return None
 
     def integer(self, path: str, value: Any, *, minimum: int, example: str,
@@ -687,14 +666,15 @@ class _HostReader:
             return {}
         if isinstance(value, Mapping):
             return dict(value)
-        self.bad(path, f"{path} is {_kind(value)} {_show(value)}; write a mapping, e.g. {example}")
+        self.bad(path, f"{path} is {kind_of(value)} {_show(value)}; write a mapping, "
+                       f"e.g. {example}")
         return None
 
     def keys(self, path: str, value: Mapping[Any, Any], allowed: tuple[str, ...]) -> None:
         for key in value:
             if key not in allowed:
                 self.bad(f"{path}.{key}", f"{path} has unknown key {str(key)!r}"
-                                          f"{_suggest(str(key), allowed)}; allowed keys: "
+                                          f"{did_you_mean(str(key), allowed)}; allowed keys: "
                                           f"{', '.join(allowed)}")
 
     def mac(self, path: str, value: Any) -> str | None:
@@ -706,7 +686,7 @@ class _HostReader:
                            f"quote it{hint}")
             return None
         if not isinstance(value, str):
-            self.bad(path, f"{path} is {_kind(value)}; write a MAC address like {_MAC_EXAMPLE}")
+            self.bad(path, f"{path} is {kind_of(value)}; write a MAC address like {_MAC_EXAMPLE}")
             return None
         try:
             mac = normalize_mac(value)
@@ -814,7 +794,7 @@ class _HostReader:
             elif isinstance(many, list | tuple):
                 items = list(many)
             else:
-                self.bad("vet_macs", f"vet_macs is {_kind(many)}; write a list like "
+                self.bad("vet_macs", f"vet_macs is {kind_of(many)}; write a list like "
                                      f"vet_macs: ['{_MAC_EXAMPLE}']")
                 items = []
             for index, item in enumerate(items):
@@ -832,7 +812,7 @@ class _HostReader:
         if value is _MISSING or value is None or value == "":
             return None
         if not isinstance(value, str):
-            self.bad("vet_console", f"vet_console is {_kind(value)}; write one of "
+            self.bad("vet_console", f"vet_console is {kind_of(value)}; write one of "
                                     f"{_CONSOLE_FORMS}")
             return None
         url = value.strip()
@@ -849,7 +829,7 @@ class _HostReader:
             return PowerConfig(driver="manual")
         known = ", ".join(sorted(POWER_DRIVERS))
         if not isinstance(value, Mapping):
-            self.bad("vet_power", f"vet_power is {_kind(value)}; write a mapping like "
+            self.bad("vet_power", f"vet_power is {kind_of(value)}; write a mapping like "
                                   "{driver: ipmi, address: bmc.example, username: admin, "
                                   "password: ...}")
             return PowerConfig(driver="manual")
@@ -861,7 +841,7 @@ class _HostReader:
         if driver not in POWER_DRIVERS:
             self.bad("vet_power.driver",
                      f"vet_power.driver {_show(driver)} is not a known power driver"
-                     f"{_suggest(str(driver), list(POWER_DRIVERS))}; use one of: {known}")
+                     f"{did_you_mean(str(driver), list(POWER_DRIVERS))}; use one of: {known}")
             return PowerConfig(driver="manual")
         rule = POWER_DRIVERS[driver]
         entries = {str(k): v for k, v in value.items() if k != "driver"}
@@ -870,7 +850,7 @@ class _HostReader:
                 allowed = ", ".join(rule.allowed) or "no other keys"
                 self.bad(f"vet_power.{key}",
                          f"vet_power has unknown key {key!r} for the {driver} driver"
-                         f"{_suggest(key, rule.allowed)}; it takes: {allowed}")
+                         f"{did_you_mean(key, rule.allowed)}; it takes: {allowed}")
         if driver == "wol" and entries.get("mac") in (None, "") and macs:
             entries["mac"] = macs[0]
         needs = ", ".join(rule.required)
@@ -889,7 +869,7 @@ class _HostReader:
                 if isinstance(item, str):
                     secrets[key] = item
                 else:  # never echo a secret, even a malformed one
-                    self.bad(path, f"{path} is {_kind(item)}; a secret must be text: quote it "
+                    self.bad(path, f"{path} is {kind_of(item)}; a secret must be text: quote it "
                                    "(or vault it with ansible-vault encrypt_string)")
                 continue
             checked = self._power_param(driver, key, path, item)
@@ -924,7 +904,7 @@ class _HostReader:
                 return None
             return url
         if isinstance(item, Mapping | list | tuple):
-            self.bad(path, f"{path} is {_kind(item)}; write a single value")
+            self.bad(path, f"{path} is {kind_of(item)}; write a single value")
             return None
         if isinstance(item, str) and key in ("address", "qmp") and (
                 not item.strip() or any(c.isspace() for c in item)):
@@ -1007,13 +987,13 @@ class _HostReader:
         if value is None:
             return []
         if not isinstance(value, list | tuple):
-            self.bad(path, f"{path} is {_kind(value)}; write a list, e.g. {example}")
+            self.bad(path, f"{path} is {kind_of(value)}; write a list, e.g. {example}")
             return []
         result = []
         for index, item in enumerate(value):
             where = f"{path}[{index}]"
             if not isinstance(item, Mapping):
-                self.bad(where, f"{where} is {_kind(item)} {_show(item)}; write a mapping, "
+                self.bad(where, f"{where} is {kind_of(item)} {_show(item)}; write a mapping, "
                                 f"e.g. {example}")
                 continue
             result.append((where, dict(item)))
@@ -1095,7 +1075,8 @@ class _HostReader:
             where = f"{path}.{stage}"
             if stage not in STAGES:
                 self.bad(where, f"{path} names unknown stage {str(stage)!r}"
-                                f"{_suggest(str(stage), STAGES)}; stages are: {', '.join(STAGES)}")
+                                f"{did_you_mean(str(stage), STAGES)}; stages are: "
+                                f"{', '.join(STAGES)}")
                 continue
             checked = self.mapping(where, params, example=f"{stage}: {{duration_s: 600}}")
             if checked is not None:
@@ -1128,7 +1109,7 @@ class _HostReader:
         for name in self.variables:
             if isinstance(name, str) and name.startswith("vet_") and name not in VET_VARIABLES:
                 self._note_origins(name, self.variables[name])
-                self.bad(name, f"{name} is not a vet variable{_suggest(name, VET_VARIABLES)}; "
+                self.bad(name, f"{name} is not a vet variable{did_you_mean(name, VET_VARIABLES)}; "
                                f"vet reads: {', '.join(VET_VARIABLES)}")
 
     def mqtt(self) -> MqttConfig | None:

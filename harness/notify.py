@@ -16,7 +16,6 @@ logger, which prints whole URLs at debug level, is cut off from the logging tree
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import json
 import logging
@@ -30,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from harness.models import Host, NotifyRoute, Severity
 from harness.states import State
+from harness.wording import did_you_mean, kind_of
 
 if TYPE_CHECKING:
     import apprise
@@ -169,27 +169,6 @@ def _apprise() -> Any:
 # --------------------------------------------------------------------------- configuration
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def _suggest(word: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _scheme(url: str) -> str | None:
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
     return match.group(1).lower() if match else None
@@ -208,7 +187,7 @@ def _label(service: Any, scheme: str) -> str:
 def _check_url(path: str, value: Any, problems: list[tuple[str, str]]) -> tuple[str, str] | None:
     """(url, label) when apprise can send to `value`; the value never enters a message."""
     if not isinstance(value, str) or not value.strip():
-        problems.append((path, f"{path} is {_type_name(value)}; write an apprise URL like "
+        problems.append((path, f"{path} is {kind_of(value)}; write an apprise URL like "
                                "ntfy://ntfy.example.net/vet (docs/NOTIFY.md)"))
         return None
     url = value.strip()
@@ -246,14 +225,14 @@ def check_routes(
     """
     problems: list[tuple[str, str]] = []
     if not isinstance(value, list | tuple):
-        problems.append((path, f"{path} is {_type_name(value)}; write a list of routes, e.g. "
+        problems.append((path, f"{path} is {kind_of(value)}; write a list of routes, e.g. "
                                f"{_EXAMPLE}"))
         return (), problems
     routes: list[NotifyRoute] = []
     for i, entry in enumerate(value):
         where = f"{path}[{i}]"
         if not isinstance(entry, Mapping):
-            problems.append((where, f"{where} is {_type_name(entry)}; write a route like "
+            problems.append((where, f"{where} is {kind_of(entry)}; write a route like "
                                     "{url: 'ntfy://ntfy.example.net/vet', min_severity: "
                                     "warning}"))
             continue
@@ -261,7 +240,7 @@ def check_routes(
         for key in entry:
             if key not in _ROUTE_KEYS:
                 problems.append((f"{where}.{key}", f"{where}.{key} is not a route key"
-                                 f"{_suggest(str(key), _ROUTE_KEYS)}; a route has "
+                                 f"{did_you_mean(str(key), _ROUTE_KEYS)}; a route has "
                                  f"{', '.join(_ROUTE_KEYS)}"))
         if ("url" in entry) == ("urls" in entry):
             problems.append((where, f"{where} needs exactly one of url: (one target) or urls: "
@@ -272,7 +251,7 @@ def check_routes(
         elif isinstance(entry["urls"], list | tuple) and entry["urls"]:
             raw_urls = [(f"{where}.urls[{j}]", u) for j, u in enumerate(entry["urls"])]
         else:
-            problems.append((f"{where}.urls", f"{where}.urls is {_type_name(entry['urls'])}; "
+            problems.append((f"{where}.urls", f"{where}.urls is {kind_of(entry['urls'])}; "
                                               "write a list of apprise URLs"))
             continue
         kinds = _check_kinds(f"{where}.kinds", entry.get("kinds"), problems)
@@ -290,16 +269,16 @@ def _check_kinds(path: str, value: Any, problems: list[tuple[str, str]]) -> froz
         return frozenset(Kind)
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list | tuple) or not names:
-        problems.append((path, f"{path} is {_type_name(value)}; write a list of kinds from "
+        problems.append((path, f"{path} is {kind_of(value)}; write a list of kinds from "
                                f"{', '.join(Kind)}"))
         return None
     known = [str(k) for k in Kind]
     chosen = set()
     for j, name in enumerate(names):
         if name not in known:
-            shown = repr(name) if isinstance(name, str) else _type_name(name)
+            shown = repr(name) if isinstance(name, str) else kind_of(name)
             problems.append((f"{path}[{j}]", f"{path}[{j}] {shown} is not an event kind"
-                             f"{_suggest(str(name), known)}; kinds: {', '.join(known)}"))
+                             f"{did_you_mean(str(name), known)}; kinds: {', '.join(known)}"))
         else:
             chosen.add(str(name))
     return frozenset(chosen) if len(chosen) == len(names) else None
@@ -311,7 +290,7 @@ def _check_severity(path: str, value: Any, problems: list[tuple[str, str]]) -> S
     try:
         return Severity(value)
     except ValueError:
-        shown = repr(value) if isinstance(value, str) else _type_name(value)
+        shown = repr(value) if isinstance(value, str) else kind_of(value)
         problems.append((path, f"{path} {shown} is not a severity; write one of info, warning, "
                                "critical (the route gets events at or above it)"))
         return None
