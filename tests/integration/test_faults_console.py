@@ -31,10 +31,10 @@ from harness.console.serial import SerialChannel
 from harness.console.watch import ConsoleWatch
 from tests.fixtures.serial_bridge import (
     PASSWORD,
-    USER,
     KernelNoise,
     SerialEndpoint,
     _socat,
+    logged_in,
     start_pty_endpoint,
 )
 from tests.helpers import gone
@@ -113,18 +113,6 @@ class States:
             return next(at for s, _, at in self.seen if s == state)
 
 
-def logged_in(relay: Relay, log: Path, reconnect_s: float) -> SerialChannel:
-    channel = SerialChannel("node07", relay.url, user=USER, password=PASSWORD,
-                            console_log=log, reconnect_s=reconnect_s)
-    channel.open()
-    try:
-        channel.login(timeout=30)
-    except BaseException:
-        channel.close()
-        raise
-    return channel
-
-
 def dropped_mid_command(channel: SerialChannel, relay: Relay, tag: str) -> tuple[str, float]:
     """Run a command, drop the console once it runs; the error and how long it took."""
     dropped_at: list[float] = []
@@ -142,7 +130,8 @@ def dropped_mid_command(channel: SerialChannel, relay: Relay, tag: str) -> tuple
 def test_console_drops_mid_command_and_comes_back(tmp_path: Path) -> None:
     log = tmp_path / "console.log"
     with console_host(tmp_path) as (endpoint, relay):
-        channel = logged_in(relay, log, RECONNECT_S)
+        channel = logged_in(relay.url, log.parent, "node07", console_log=log,
+                            reconnect_s=RECONNECT_S)
         states = States(channel)
         watch = ConsoleWatch(host="node07")
         channel.subscribe_lines(watch.feed_lines)
@@ -176,7 +165,8 @@ def test_console_drops_mid_command_and_comes_back(tmp_path: Path) -> None:
 def test_console_drops_mid_command_and_does_not_come_back(tmp_path: Path) -> None:
     log = tmp_path / "console.log"
     with console_host(tmp_path) as (_endpoint, relay):
-        channel = logged_in(relay, log, reconnect_s=3.0)
+        channel = logged_in(relay.url, log.parent, "node07", console_log=log,
+                            reconnect_s=3.0)
         states = States(channel)
         try:
             message, took = dropped_mid_command(channel, relay, "drop-22")
