@@ -10,8 +10,9 @@ can start. Under TCG booting is CPU-bound: on two cores it saturates at 2-3 gues
 
 Wall times move with the machine's load. "guest CPU s" is the CPU time the guest's
 QEMU process used from power-on to VET-READY (and from VET-READY to the token check):
-an emulated CPU does a fixed amount of work per boot, so this figure moves much less
-with other work on the machine and compares images run at different times.
+an emulated CPU does about the same work per boot, so this figure moves less than wall
+time with other work on the machine (it still moved 25 % between two loaded runs of one
+image): compare images booted one after the other, alternating.
 `--analyze` also prints `systemd-analyze` (blame, critical chain) from the first guest.
 `--image DIR` boots the artifacts in DIR instead of the recipe's (to compare two images
 side by side, alternating: `--image A --image B --rounds 2`).
