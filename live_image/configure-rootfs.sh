@@ -44,6 +44,9 @@ rm -f "$root"/etc/ssh/ssh_host_*
 sed -i 's/^root:[^:]*:/root:*:/' "$root/etc/shadow"
 
 # --- systemd units
+# rootfs/etc/systemd/system/ssh.service replaces Debian's unit: re-enable it so its
+# links (and the sshd.service alias) point at vet's file.
+in_root systemctl reenable ssh.service
 in_root systemctl enable systemd-networkd.service vet-hostkeys.service vet-sshkey.service \
     vet-announce.service serial-getty@ttyS0.service
 in_root systemctl set-default multi-user.target
@@ -52,20 +55,48 @@ in_root systemctl set-default multi-user.target
 # edac-utils' init script (11 s under emulation; EDAC drivers load by modalias anyway),
 # logind (no PAM session module uses it), the VGA login prompt (root has no password),
 # binfmt, debugfs/tracefs/configfs/fusectl mounts: under emulation every unit started
-# at boot costs CPU that the path to sshd waits for.
+# at boot costs CPU that the path to sshd waits for (a guest with one emulated CPU boots
+# in about the sum of what it runs, not the longest chain). Also: D-Bus (its daemon
+# took 12-16 s to start under emulation, and nothing vet runs needs it: systemctl talks
+# to systemd directly, networkd works without it, the name stays /etc/hostname's), and
+# one-shot units with nothing to do on a RAM root built here: the journal flush (the
+# journal is volatile), the random seed (no seed survives a boot), sysusers (the
+# packages created every user at build time; checked below), utmp records, pstore
+# and repart (and the modprobe@ units they pull in), modules-load (no modules listed),
+# the kernel-command-line network generator (the initrd did DHCP), hugepages/mqueue
+# mounts and the remount of a root no fstab describes.
 slow_units="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
 e2scrub_reap.service fstrim.timer man-db.timer smartmontools.service smartd.service
 nvmefc-boot-connections.service nvmf-autoconnect.service systemd-firstboot.service
 remote-fs.target getty@tty1.service iperf3.service edac.service systemd-logind.service
 systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount
 sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount
-sys-fs-fuse-connections.mount"
+sys-fs-fuse-connections.mount dbus.service dbus.socket systemd-journal-flush.service
+systemd-random-seed.service systemd-sysusers.service systemd-update-utmp.service
+systemd-update-utmp-runlevel.service systemd-pstore.service systemd-repart.service
+systemd-modules-load.service systemd-network-generator.service dev-hugepages.mount
+dev-mqueue.mount systemd-remount-fs.service"
 for unit in $slow_units; do
     in_root systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 rm -f "$root/etc/systemd/system/smartd.service"  # alias of smartmontools.service
 # shellcheck disable=SC2086 # a list of unit names
 in_root systemctl mask $slow_units
+# With sysusers masked, the users the image's units run as must already be there.
+for user in sshd systemd-network; do
+    in_root getent passwd "$user" >/dev/null || {
+        echo "user $user is missing from the image (systemd-sysusers is masked)" >&2
+        exit 1
+    }
+done
+# Generators run before any unit can start, one process each (twelve here): none has
+# anything to do on this image (no fstab, no encrypted, verity or GPT-auto volumes, no
+# SysV scripts wanted at boot, the serial getty enabled explicitly). A /dev/null link in
+# /etc/systemd/system-generators masks one.
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in "$root"/usr/lib/systemd/system-generators/*; do
+    ln -sf /dev/null "$root/etc/systemd/system-generators/${generator##*/}"
+done
 
 # --- kernel modules: keep storage, NICs, EDAC, hwmon, IPMI; drop the rest
 moddir="$root/lib/modules/$kver/kernel"
