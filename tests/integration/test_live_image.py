@@ -324,6 +324,7 @@ def _need(*tools: str) -> None:
 
 
 @needs_root
+@pytest.mark.lab
 def test_boot_announces_ready_and_accepts_the_controller_key(image: ImageArtifacts,
                                                              tmp_path: Path) -> None:
     _need("qemu-system-x86_64", "dnsmasq", "ssh", "ssh-keyscan", "ssh-keygen", "ip")

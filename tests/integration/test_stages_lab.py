@@ -31,7 +31,8 @@ from harness.smart_snapshot import FACT, SmartSnapshot, compare_after
 from tests.fixtures.lab import RunningLab, booted_host, guest, lab_for
 from tests.helpers import load_suite
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+              pytest.mark.lab]
 NVME, SATA, VIRTIO = "T15-NVME0", "T15-SATA0", "T15-VIRT0"
 STAGES = {
     "smart": {"self_test": "short", "self_test_timeout_s": 300, "self_test_poll_s": 5},

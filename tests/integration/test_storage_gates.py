@@ -21,7 +21,8 @@ from harness.safety import Gate, check_disks
 from tests.fixtures.lab import booted_host, guest, lab_for
 from tests.helpers import load_suite
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+              pytest.mark.lab]
 NVME, DATA = "T14-NVME0", "T14-DATA0"
 STAGES = {"storage": {"mode": "destructive", "write_mib": 8}}
 
