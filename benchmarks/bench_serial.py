@@ -9,7 +9,8 @@
      vet + ConsoleWatch      the same with harness.console.watch matching every line
      vet + watch + tracker   ConsoleWatch with a BootTracker (following the boot)
      vet + watch + tracker + events  the same with a run's event log subscribed too
-                             (harness.host.log_console: one JSON event per console line)
+                             (harness.host.log_console: one JSON event per console read;
+                             one per console line before it was batched)
      pexpect fdspawn, tuned  the bare configuration vet uses, no thread, no log
      pexpect fdspawn, defaults  maxread 2000, delayafterread 0.1 ms (the ~7 MB/s cap)
      labgrid SerialDriver    labgrid's driver + ConsoleExpectMixin.expect (one byte a
@@ -25,7 +26,10 @@
 
     .venv/bin/python benchmarks/bench_serial.py [--sizes 1 5 10 50] [--labgrid-kib 16 64 256]
         [--runs 500] [--repeat 3] [--parts stream round-trip] [--baseline DIR]
-        [--clock wall|cpu]
+        [--clock wall|cpu] [--rows NAME ...]
+
+--rows times only the stream rows whose name starts with one of the NAMEs (e.g.
+`--rows "vet + watch + tracker + events"`).
 
 --baseline DIR times each vet stream row twice, alternately: with the harness of DIR (an
 older commit unpacked with `git archive`) and with this checkout's, each run in a fresh
@@ -389,6 +393,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a checkout whose harness to compare with")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="stream rows: wall time, or CPU time of the reading threads")
+    parser.add_argument("--rows", nargs="+", metavar="NAME",
+                        help="stream rows to time: those whose name starts with a NAME")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # NAME SIZE, for --baseline
     parser.add_argument("--one-round-trip", type=int, help=argparse.SUPPRESS)  # RUNS, likewise
     args = parser.parse_args()
@@ -426,6 +432,8 @@ def streams(args: argparse.Namespace) -> None:
                      lambda p, m: stream_pexpect(p, m, tuned=False)))
     for kib in args.labgrid_kib:
         rows.append(("labgrid SerialDriver", kib * 1024, stream_labgrid))
+    if args.rows:
+        rows = [row for row in rows if row[0].startswith(tuple(args.rows))]
     for name, size, measure in rows:
         payload, marker = boot_log(size)
         repeat = args.repeat if size >= MB else 1  # labgrid's rows take minutes as it is

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from harness.cli import _run_id, _store
 from harness.errors import VetError
-from harness.event_format import clean, clock, duration, format_line, severity
+from harness.event_format import clean, clock, duration, format_lines, severity
 from harness.event_tail import EventTail, FileChanges, raw_field
 from harness.live_model import HostView, RunView, StoreChanges, events_path
 from harness.store import Store
@@ -204,12 +204,13 @@ class LineWriter:
         return lambda raw: raw_field(raw, "source") in sources
 
     def write(self, events: list[dict[str, Any]]) -> None:
-        out = []
+        out: list[str] = []
         for event in events:
             if self._sources is not None and event.get("source") not in self._sources:
                 continue
             start, end = self._styles.get(severity(event), ("", ""))
-            out.append(f"{start}{format_line(event)}{end}\n")
+            # A console read's batch prints as its lines, as per-line events always did.
+            out.extend(f"{start}{line}{end}\n" for line in format_lines(event))
         if out:
             self._file.write("".join(out))
             self._file.flush()

@@ -63,9 +63,45 @@ def describe_progress(event: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def batched_lines(event: dict[str, Any]) -> list[str] | None:
+    """The lines of a batched output event (kind "lines", harness.events.EventLog.emit_lines:
+    one per console read), or None for any other event (a "line" event has one `text`)."""
+    if event.get("kind") != "lines":
+        return None
+    lines = event.get("lines")
+    if not isinstance(lines, list):
+        return []
+    return [line if isinstance(line, str) else str(line) for line in lines]
+
+
+def per_line(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """`event`, or for a batched one a "line" event per line it holds (its time, source and
+    command): what a reader that shows output line by line wants, whichever way the run
+    wrote its console (per read now, per line before)."""
+    lines = batched_lines(event)
+    if lines is None:
+        return [event]
+    common = {k: v for k, v in event.items() if k != "lines"}
+    return [{**common, "kind": "line", "text": line} for line in lines]
+
+
+def latest_line(event: dict[str, Any]) -> dict[str, Any]:
+    """`event`, or for a batched one the "line" event of its last line (a live view's
+    "last event"); a batch with no lines stays as it is."""
+    lines = batched_lines(event)
+    if not lines:
+        return event
+    common = {k: v for k, v in event.items() if k != "lines"}
+    return {**common, "kind": "line", "text": lines[-1]}
+
+
 def describe(event: dict[str, Any]) -> str:
-    """What the event says, without its time, source and kind."""
+    """What the event says, without its time, source and kind (a batch of lines: its last
+    line; format_lines shows them all)."""
     kind = event.get("kind")
+    if kind == "lines":
+        event = latest_line(event)
+        kind = event.get("kind")
     if kind == "line":
         text = str(event.get("text", ""))
         return f"[stderr] {text}" if event.get("stream") == "stderr" else text
@@ -112,7 +148,7 @@ def severity(event: dict[str, Any]) -> str:
         return "progress"
     if kind == "measurement":
         return "debug"
-    if kind == "line" and event.get("stream") == "stderr":
+    if kind in ("line", "lines") and event.get("stream") == "stderr":
         return "warning"
     return "info"
 
@@ -121,3 +157,15 @@ def format_line(event: dict[str, Any]) -> str:
     """`09:31:02.125 console  line          [    3.1] Linux version ...`"""
     return (f"{clock(event.get('at'))} {event.get('source', '?'):<9} "
             f"{event.get('kind', '?'):<13} {clean(describe(event))}")
+
+
+def format_lines(event: dict[str, Any]) -> list[str]:
+    """format_line for each line an event holds: one printed line per console line, a
+    batch shown exactly as the per-line events of older runs were."""
+    lines = batched_lines(event)
+    if lines is None:
+        return [format_line(event)]
+    prefix = f"{clock(event.get('at'))} {event.get('source', '?'):<9} {'line':<13} "
+    if event.get("stream") == "stderr":
+        prefix += "[stderr] "
+    return [prefix + clean(line) for line in lines]

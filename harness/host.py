@@ -117,11 +117,12 @@ def open_events(ctx: RunContext, name: str) -> EventLog:
 
 
 def log_console(console: SerialChannel, events: EventLog) -> None:
-    """Console lines go to the event log, from the reader thread."""
+    """Console lines go to the event log, from the reader thread: one "lines" event per
+    read (EventLog.emit_lines), stamped with the read's time; per line, the event log
+    was what capped a run's console throughput."""
 
     def log_lines(lines: list[str], at: float, offset: int | None) -> None:
-        for line in lines:
-            events.emit("console", "line", text=line)
+        events.emit_lines("console", lines, at)
 
     console.subscribe_lines(log_lines)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.event_format import clean, describe, describe_progress
+from harness.event_format import clean, describe, describe_progress, latest_line
 from harness.event_tail import EventTail, raw_field
 from harness.store import Store
 from harness.summary import stage_outcomes
@@ -52,7 +52,7 @@ class HostView:
             self.progress = event
             return
         if kind not in _BOOKKEEPING:
-            self.last_event = event
+            self.last_event = latest_line(event)  # a batch of console lines: its last
         if kind == "state" and isinstance(event.get("to"), str):
             self.set_state(event["to"], event.get("stage"), str(event.get("reason") or ""),
                            at if isinstance(at, int | float) else None)
@@ -129,9 +129,13 @@ def verdict(cells: dict[str, dict[str, Any]], state: str) -> str:
     return f"ok so far ({passed} passed)" if passed else "-"
 
 
+#: Kinds of output events: one line (`line`) or one read's lines (`lines`, the console).
+OUTPUT_KINDS = frozenset({"line", "lines"})
+
+
 def not_a_line(raw: bytes) -> bool:
     """Output lines only ever matter as the latest event: a view need not parse the rest."""
-    return raw_field(raw, "kind") != "line"
+    return raw_field(raw, "kind") not in OUTPUT_KINDS
 
 
 def events_path(run_dir: Path, host: str) -> Path:

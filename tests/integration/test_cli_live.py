@@ -135,6 +135,26 @@ def test_logs_annotated_and_filtered_by_source(run: LiveRun) -> None:
     assert "\x1b" not in local and len(local.splitlines()) == 4
 
 
+def test_logs_and_status_show_a_console_batch_line_by_line(run: LiveRun) -> None:
+    """The console is logged one event per read (kind "lines"); older runs have one "line"
+    event per console line (the fixture's): both print one row per console line."""
+    log = run.events("node01")
+    log.emit_lines("console", ["[  13.0] ata1: link up", "\x1b[1mbold\x1b[0m", "[  13.2] last"],
+                   time.time())
+    log.close()
+    console = vet(run, "logs", "node01", "--source", "console").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in console] == [
+        "console   line          [  12.5] EDAC MC0: 1 CE",
+        "console   line          [  13.0] ata1: link up",
+        "console   line          bold",
+        "console   line          [  13.2] last"]
+    assert len({line.split(" ", 1)[0] for line in console[1:]}) == 1  # the read's time
+    assert len(vet(run, "logs", "node01").stdout.splitlines()) == 13
+    [node01] = [h for h in json.loads(vet(run, "status", "--json").stdout)["hosts"]
+                if h["name"] == "node01"]
+    assert node01["last_event"] == "line: [  13.2] last"
+
+
 def test_logs_of_an_unknown_host_names_the_run_hosts(run: LiveRun) -> None:
     result = vet(run, "logs", "node99")
     assert result.returncode == 2

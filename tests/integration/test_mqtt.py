@@ -45,10 +45,13 @@ def test_state_and_log_messages_reach_a_subscriber(broker: Broker, events: Event
         _state(events, "Registered", "Queued")
         events.emit("console", "line", text="[    1.234] EDAC MC0: 1 CE on DIMM_A1")
         events.emit("harness", "progress", stage="cpu", percent=42.0, figure="1.2 Tops")
+        # The console as a run logs it: one event (one message) per read of its lines.
+        events.emit_lines("console", ["[    1.300] ata1: link up", "[    1.301] \"sda\""],
+                          1_795_339_710.25)
         state_topic, log_topic = topics("vet", RUN, "node01")
         assert state_topic == f"vet/{RUN}/node01/state"
         [state] = subscriber.wait_for(1, topic_suffix="/state")
-        logs = subscriber.wait_for(2, topic_suffix="/log")
+        logs = subscriber.wait_for(3, topic_suffix="/log")
     finally:
         subscriber.close()
         publisher.close()
@@ -57,14 +60,17 @@ def test_state_and_log_messages_reach_a_subscriber(broker: Broker, events: Event
     body = json.loads(state.payload)
     assert (body["run"], body["host"], body["kind"], body["from"], body["to"]) == (
         RUN, "node01", "state", "Registered", "Queued")
-    assert [m.topic for m in logs] == [log_topic, log_topic]
+    assert [m.topic for m in logs] == [log_topic] * 3
     assert all(m.qos == 0 and not m.retain for m in logs)
     assert json.loads(logs[0].payload)["text"] == "[    1.234] EDAC MC0: 1 CE on DIMM_A1"
     assert json.loads(logs[1].payload)["percent"] == 42.0
+    batch = json.loads(logs[2].payload)
+    assert (batch["kind"], batch["at"], batch["lines"]) == (
+        "lines", 1_795_339_710.25, ["[    1.300] ata1: link up", '[    1.301] "sda"'])
     # The payloads are the events as written to events.jsonl, byte for byte as JSON.
     on_disk = [json.loads(line) for line in events.path.read_text().splitlines()]
     assert [json.loads(m.payload) for m in (state, *logs)] == on_disk
-    assert (counts.published, counts.dropped, counts.not_sent) == (3, 0, 0)
+    assert (counts.published, counts.dropped, counts.not_sent) == (4, 0, 0)
 
     # Retained: a dashboard that subscribes afterwards still sees the host's state.
     late = Subscriber(broker.port, f"vet/{RUN}/+/state")

@@ -50,6 +50,25 @@ def test_event_log_and_its_listeners_get_the_token_redacted(tmp_path: Path) -> N
     assert [e["text"] for e in heard] == [e["text"] for e in written]
 
 
+def test_a_console_batch_and_its_listeners_get_the_token_redacted(tmp_path: Path) -> None:
+    """The console goes to the log one event per read (EventLog.emit_lines): a token in any
+    of its lines is redacted in the file and in what listeners (MQTT, live views) get."""
+    tok = token()
+    log = EventLog(tmp_path / "events.jsonl", "r1", "vm")
+    heard: list[dict[str, Any]] = []
+    log.subscribe(heard.append)
+    lines = ["[    0.000000] Linux version 6.1.0", dmesg_line(tok), f"again {tok} and {tok}",
+             "v1.2.3 is a version, not a token"]
+    log.emit_lines("console", lines, 1_700_000_000.5)
+    log.close()
+    assert tok not in (tmp_path / "events.jsonl").read_text()
+    [written] = read_events(tmp_path / "events.jsonl")
+    assert written["lines"] == [lines[0], dmesg_line(REDACTED_TOKEN),
+                                f"again {REDACTED_TOKEN} and {REDACTED_TOKEN}", lines[3]]
+    assert written["at"] == 1_700_000_000.5 and written["kind"] == "lines"
+    assert heard == [written]
+
+
 def test_evidence_text_is_redacted(tmp_path: Path) -> None:
     tok = token()
     path = Evidence(tmp_path).attach("$ dmesg", dmesg_line(tok))
