@@ -92,6 +92,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_console_watch.py --sizes 1 10 --repeat 1
 	$(BIN)/python benchmarks/bench_serial.py --sizes 1 10 --labgrid-kib --runs 200 --repeat 1
 	@if [ -n "$(BENCH_BOOT)" ]; then $(BIN)/python benchmarks/bench_boot.py --together 1; fi
+	@if [ -n "$(BENCH_BOOT)" ]; then $(BIN)/python benchmarks/bench_scaling.py --guests 1 2; fi
 
 report: setup
 	$(BIN)/vet report
