@@ -13,14 +13,16 @@ duration set by a profile override in the inventory (`vet_stages: {cpu: {duratio
 
 Reported per run (K = each of `--workers`):
 * controller wall and CPU seconds (pytest and its workers, getrusage of the children),
-  per host; the peak of the summed RSS of pytest and its workers, per host;
+  per host; the peak of the summed RSS of pytest and its workers, per host, and the
+  peaks of their summed PSS and USS (smaps_rollup; RSS counts shared pages once per
+  process), with each process's RSS/PSS/USS at the RSS peak;
 * per stage: wall (from the host's move into the stage to its move into the next, from the
   event log) minus the time its commands ran on the host (command-end duration_s):
   the harness's overhead per stage, and its share of the run.
 Everything it starts (sshd, sessions, the namespace, the veth) is removed and checked.
 
     .venv/bin/python benchmarks/bench_fleet.py [--hosts 50] [--workers 2 4 8]
-        [--stage-s 1.0] [--profile-out DIR]
+        [--stage-s 1.0] [--profile-out DIR] [--without-addopts]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import resource
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +52,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures
 
 from tests.fixtures.sshd import SSHD, fingerprint, keygen, skip_reason
+
+REPO = Path(__file__).resolve().parents[1]
 
 STAGES = ("inventory", "cpu", "memory", "storage", "network")
 
@@ -224,37 +230,53 @@ def fleet(workdir: Path, count: int) -> Iterator[Fleet]:
                   f"{len(made.hosts)} sshd", file=sys.stderr)
 
 
-def tree_rss(root: int) -> int:
-    """Summed RSS (bytes) of `root` and its descendants (pytest and its xdist workers)."""
+def tree_memory(root: int) -> dict[int, tuple[str, int, int, int]]:
+    """`root` and its descendants (pytest and its xdist workers): per process its name and
+    RSS, PSS and USS in bytes (/proc/PID/smaps_rollup). RSS counts the shared libraries and
+    the pages a worker shares with its parent in full in every process; PSS splits them
+    among the processes that map them; USS counts only a process's own pages."""
     parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text()
-            statm = Path(entry.path, "statm").read_text()
         except OSError:
             continue
         parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-        rss[int(entry.name)] = int(statm.split()[1]) * page
-    total, todo, seen = 0, [root], set()
+    found: dict[int, tuple[str, int, int, int]] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
-        if pid in seen:
+        if pid in found:
             continue
-        seen.add(pid)
-        total += rss.get(pid, 0)
+        try:
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024
+                      for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]}
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        name = "pytest" if pid == root else "worker" if cmdline[0] else "other"
+        found[pid] = (name, fields.get("Rss", 0), fields.get("Pss", 0),
+                      fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0))
         todo += [p for p, parent in parents.items() if parent == pid]
-    return total
+    return found
 
 
-def drive(project: Path, workers: int, run_id: str, profile_out: Path | None
-          ) -> dict[str, float]:
-    """One pytest run over the fleet; its wall, CPU and peak RSS."""
+def repo_addopts() -> list[str]:
+    """The repository's pytest addopts (pyproject.toml): a vet run from the repository gets
+    them; the benchmark's project is a temporary directory that would not."""
+    ini = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    opts = ini.get("addopts", [])
+    return shlex.split(opts) if isinstance(opts, str) else [str(o) for o in opts]
+
+
+def drive(project: Path, workers: int, run_id: str, profile_out: Path | None,
+          addopts: list[str]) -> dict[str, Any]:
+    """One pytest run over the fleet; its wall, CPU and peak RSS, PSS and USS."""
     argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "--inventory",
-            "hosts.yml", "-p", "no:cacheprovider", "-q", "test_light.py", "--run-id", run_id,
+            "hosts.yml", "-p", "no:cacheprovider", *addopts, "-q", "test_light.py",
+            "--run-id", run_id,
             *(["-n", str(workers)] if workers else [])]  # 0: one process, no xdist
     if profile_out is not None:  # the controller under pyinstrument (workers: see docs)
         argv[1:3] = ["-m", "pyinstrument", "-r", "text", "-o",
@@ -263,13 +285,20 @@ def drive(project: Path, workers: int, run_id: str, profile_out: Path | None
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=project, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=dict(os.environ, NO_COLOR="1"))
-    peak = 0
+    peak = {"rss": 0, "pss": 0, "uss": 0}
+    at_peak: dict[int, tuple[str, int, int, int]] = {}
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()  # type: ignore[union-attr]
                                                            ), daemon=True)
     reader.start()
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        sample = tree_memory(proc.pid)
+        totals = {"rss": sum(v[1] for v in sample.values()),
+                  "pss": sum(v[2] for v in sample.values()),
+                  "uss": sum(v[3] for v in sample.values())}
+        if totals["rss"] > peak["rss"]:
+            at_peak = sample
+        peak = {key: max(peak[key], totals[key]) for key in peak}
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.5)
     wall = time.monotonic() - started
@@ -279,7 +308,12 @@ def drive(project: Path, workers: int, run_id: str, profile_out: Path | None
     if proc.returncode != 0:
         raise SystemExit(f"the vet run failed ({proc.returncode}):\n{text[-4000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": float(peak)}
+    mb = 2**20
+    by_process = ", ".join(f"{name} {rss / mb:.0f}/{pss / mb:.0f}/{uss / mb:.0f}"
+                           for name, rss, pss, uss in sorted(at_peak.values()))
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": float(peak["rss"]),
+            "peak_pss": float(peak["pss"]), "peak_uss": float(peak["uss"]),
+            "by_process": by_process}
 
 
 def stage_overheads(run_dir: Path) -> dict[str, list[float]]:
@@ -322,6 +356,8 @@ def main() -> int:
                         help="the fixed-duration command of each stage (vet_stages override)")
     parser.add_argument("--profile-out", type=Path, default=None,
                         help="run the controller under pyinstrument, text reports here")
+    parser.add_argument("--without-addopts", action="store_true",
+                        help="leave out the repository's pytest addopts (-p no:labgrid)")
     args = parser.parse_args()
     reason = skip_reason()
     if reason is not None or shutil.which("ip") is None:
@@ -336,10 +372,12 @@ def main() -> int:
               f"{args.stage_s:g} s + 2 short commands each; {os.cpu_count()} CPUs, load "
               f"average {os.getloadavg()[0]:.1f}")
         print(f"{'-n':>3} {'wall s':>7} {'wall/host':>9} {'CPU s':>7} {'CPU/host':>8} "
-              f"{'RSS MB':>7} {'RSS/host':>8} {'ovh/stage p50':>13} {'p95':>6} {'share':>6}")
+              f"{'RSS MB':>7} {'RSS/host':>8} {'PSS/host':>8} {'USS/host':>8} "
+              f"{'ovh/stage p50':>13} {'p95':>6} {'share':>6}")
         for workers in args.workers:
             run_id = f"fleet-n{workers}"
-            r = drive(project, workers, run_id, args.profile_out)
+            r = drive(project, workers, run_id, args.profile_out,
+                      [] if args.without_addopts else repo_addopts())
             over = stage_overheads(project / "reports" / "runs" / run_id)
             all_over = sorted(x for s in STAGES for x in over.get(s, []))
             all_wall = sum(x for s in STAGES for x in over.get(f"{s}:wall", []))
@@ -347,8 +385,10 @@ def main() -> int:
             n = args.hosts
             print(f"{workers:>3} {r['wall_s']:>7.1f} {r['wall_s'] / n:>9.2f} {r['cpu_s']:>7.1f} "
                   f"{r['cpu_s'] / n:>8.2f} {r['peak_rss'] / 2**20:>7.0f} "
-                  f"{r['peak_rss'] / 2**20 / n:>8.1f} {statistics.median(all_over):>13.2f} "
+                  f"{r['peak_rss'] / 2**20 / n:>8.1f} {r['peak_pss'] / 2**20 / n:>8.1f} "
+                  f"{r['peak_uss'] / 2**20 / n:>8.1f} {statistics.median(all_over):>13.2f} "
                   f"{all_over[int(len(all_over) * 0.95)]:>6.2f} {share:>6.1%}", flush=True)
+            print(f"      at the RSS peak, per process RSS/PSS/USS MB: {r['by_process']}")
             for stage in STAGES:
                 values = over.get(stage, [])
                 if values:

@@ -22,7 +22,6 @@ import allure
 from harness.console.boot import Finding
 from harness.console.channel import Channel, OutputLine
 from harness.console.serial import SerialChannel
-from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch
 from harness.errors import ConsoleDeath, ToolMissing
 from harness.events import EventLog, redact
@@ -181,6 +180,9 @@ class HostUnderTest:
                          severity=finding.severity, message=finding.message)
         if finding.severity is Severity.CRITICAL and self.death is None:
             self.death = finding
+            # Imported here: paramiko only in a process that opens SSH (harness.console).
+            from harness.console.ssh import SshChannel
+
             if finding.kind in HOST_GONE and isinstance(self.channel, SshChannel):
                 self.channel.cancel(host_gone=True)
             else:

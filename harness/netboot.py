@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from harness.console.boot import Announce, BootPolicy, BootTracker, Step, TimelineEntry
 from harness.console.serial import SerialChannel
-from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch
 from harness.errors import VetError
 from harness.events import EventLog
@@ -43,6 +42,8 @@ from harness.token import (
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from harness.console.ssh import SshChannel
 
 #: The whole boot, power-on to VET-READY, on top of the per-step deadlines.
 DEFAULT_BOOT_DEADLINE_S = 900.0
@@ -204,6 +205,8 @@ def netboot(host: Host, *, run_id: str, console_log: Path, events: EventLog,
                              tracker.timeline())
         announce = _await_ready(host, tracker, watch, settled, powered_on_at, deadline_s)
         _check_announce(host, announce, run_id, mac, token)
+        from harness.console.ssh import SshChannel  # paramiko on use (harness.console)
+
         channel = SshChannel(host.name, announce.ip, port=host.connection.port or 22,
                              user=host.connection.user or "root", key_filename=str(key_file),
                              host_key_fingerprint=announce.hostkey_fingerprint,

@@ -14,11 +14,12 @@ import os
 import pickle
 import platform
 import secrets
+import sys
 import time
 from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import allure
 import pytest
@@ -28,7 +29,6 @@ from harness.console.boot import BootTracker, Finding
 from harness.console.channel import Channel
 from harness.console.local import LocalChannel
 from harness.console.serial import SerialChannel
-from harness.console.ssh import SshChannel
 from harness.console.watch import ConsoleWatch, Mark
 from harness.errors import ConsoleDeath, VetError
 from harness.events import EventLog
@@ -46,7 +46,6 @@ from harness.leases import HostBusy, operator, process_start
 from harness.leases import acquire as acquire_leases
 from harness.leases import release as release_leases
 from harness.models import Host, Measurement
-from harness.mqtt import finish_host, publisher_for
 from harness.netboot import CONSOLE_RECONNECT_S, BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.notify import Notifier, summary_lines
@@ -59,6 +58,9 @@ from harness.scheduling import HostScheduling
 from harness.states import STAGE_STATES, STAGES, State, stage_index
 from harness.store import Store
 from harness.summary import render_summary
+
+if TYPE_CHECKING:
+    from harness.console.ssh import SshChannel
 
 DEFAULT_INVENTORY = "inventory/local"
 
@@ -414,10 +416,13 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     spec = run.hosts[request.param]
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
     events = open_events(ctx, spec.name)
-    mqtt = publisher_for(spec.mqtt, events)  # vet_mqtt: live events to a broker
-    if mqtt is not None:
-        request.config.add_cleanup(  # after the host's last state, even one not emitted
-            functools.partial(finish_host, mqtt, run.store_path, run.run_id, spec.name))
+    if spec.mqtt is not None:  # vet_mqtt: live events to a broker (paho imported only then)
+        from harness.mqtt import finish_host, publisher_for
+
+        mqtt = publisher_for(spec.mqtt, events)
+        if mqtt is not None:
+            request.config.add_cleanup(  # after the host's last state, even one not emitted
+                functools.partial(finish_host, mqtt, run.store_path, run.run_id, spec.name))
     for done in run.store.transitions(run.run_id, spec.name):  # made before the host opened
         events.emit("harness", "state", stage=done["stage"], reason=done["reason"],
                     at=done["at"], **{"from": done["from_state"], "to": done["to_state"]})
@@ -437,8 +442,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
         vetted = HostUnderTest(spec, channel_for(spec), ctx, run.params(spec), events=events)
         if spec.console:
             vetted.attach_console(*open_console(spec, vetted.host_dir / "console.log"))
-    if run.resume is not None and booted is None and not held \
-            and isinstance(vetted.channel, SshChannel):
+    if run.resume is not None and booted is None and not held and _is_ssh(vetted.channel):
         # What the dead controller's shell still runs there (harness.resume).
         events.emit("harness", "resume-reaped", process_groups=reap_shells(
             run.store, run.run_id, spec.name, vetted.channel))
@@ -469,6 +473,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
 def _attach_held(spec: Host, hold: dict[str, Any], ctx: RunContext, params: dict[str, Any],
                  events: EventLog) -> HostUnderTest:
     """A held host as it is (no boot): SSH with the hold key, its host key pinned."""
+    from harness.console.ssh import SshChannel  # paramiko on use (harness.console)
+
     channel = SshChannel(spec.name, hold["ip"], port=hold["ssh_port"] or 22,
                          user=hold["ssh_user"] or "root", key_filename=hold["key_path"],
                          host_key_fingerprint=hold["host_key"],
@@ -526,11 +532,20 @@ def channel_for(spec: Host) -> Channel:
     conn = spec.connection
     if conn.kind == "local":
         return LocalChannel(spec.name)
+    from harness.console.ssh import SshChannel  # paramiko on use (harness.console)
+
     return SshChannel(
         spec.name, conn.address or spec.name, port=conn.port or 22, user=conn.user or "root",
         key_filename=conn.key_file, host_key_fingerprint=conn.host_key,
         dead_after=conn.dead_after_s,
     )
+
+
+def _is_ssh(channel: Channel) -> TypeGuard[SshChannel]:
+    """isinstance(channel, SshChannel) without importing paramiko into a process that has
+    no SSH channel (an SshChannel exists only once its module is imported)."""
+    ssh = sys.modules.get("harness.console.ssh")
+    return ssh is not None and isinstance(channel, ssh.SshChannel)
 
 
 def open_console(spec: Host, log: Path) -> tuple[SerialChannel, ConsoleWatch]:
@@ -579,7 +594,7 @@ def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
             # the inventory's vet_stages / vet_profiles for this host.
             vetted.evidence.attach_json(f"{stage} parameters (profile {run.profile})",
                                         vetted.params)
-    if run is not None and isinstance(vetted.channel, SshChannel):
+    if run is not None and _is_ssh(vetted.channel):
         vetted.facts["shell_pgid"] = remember_shell(run.store, run.run_id, name,
                                                     vetted.channel,
                                                     vetted.facts.get("shell_pgid"))

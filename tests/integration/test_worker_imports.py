@@ -1,0 +1,87 @@
+"""What a vet run's pytest processes import (issue 8: memory per host with one xdist worker
+per host). The xdist controller never opens a channel and a worker only the transport its
+host uses, so neither carries paramiko (~19 MB with cryptography, PyNaCl, invoke) without an
+SSH host; Ansible's inventory loader stays in the controller; mqtt (paho), plots
+(matplotlib) and notify (apprise) load only where used; the repository's pytest config
+keeps labgrid's plugin (gRPC, protobuf, rich: ~25 MB) out of every process. Checked on
+sys.modules of real processes, not on RSS: what is imported is what can regress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Never imported by a run's processes unless a host's configuration asks for them.
+HEAVY = ("paramiko", "invoke", "nacl", "paho", "matplotlib", "apprise", "labgrid", "grpc")
+
+PROBE = f"""\
+import json, sys
+
+HEAVY = {HEAVY!r}
+
+
+def loaded():
+    return sorted(m for m in HEAVY if m in sys.modules)
+
+
+def pytest_sessionfinish(session):
+    # Not PYTEST_XDIST_WORKER: an outer xdist run (this suite's) hands it down.
+    worker = getattr(session.config, "workerinput", None)
+    who = worker["workerid"] if worker else "controller"
+    with open(f"modules-{{who}}.json", "w") as out:
+        json.dump({{"heavy": loaded(),
+                   "ansible_loader": "ansible.inventory.manager" in sys.modules}}, out)
+"""
+
+STAGES = """\
+import pytest
+
+pytestmark = pytest.mark.stage
+
+
+@pytest.mark.inventory
+def test_runs(host):
+    assert host.run("true", timeout=60).ok
+"""
+
+
+def test_importing_the_plugin_loads_no_transport_or_controller_extras() -> None:
+    code = ("import json, sys\n"
+            "import harness.pytest_plugin, harness.smart_snapshot, harness.live_progress\n"
+            f"print(json.dumps(sorted(m for m in {HEAVY!r} + ('ansible',) "
+            "if m in sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_transports_still_resolve_from_the_package() -> None:
+    import harness.console
+    from harness.console.ssh import SshChannel
+
+    assert harness.console.SshChannel is SshChannel
+    assert "SshChannel" in harness.console.__all__
+
+
+def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
+    """A real `pytest -n 1` run with the repository's config over one local host."""
+    (tmp_path / "hosts.yml").write_text(json.dumps(
+        {"all": {"hosts": {"node01": {"ansible_connection": "local"}}}}))
+    (tmp_path / "test_stages.py").write_text(STAGES)
+    (tmp_path / "vet_probe.py").write_text(PROBE)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--rootdir",
+         str(tmp_path), "-p", "harness.pytest_plugin", "-p", "vet_probe", "--inventory",
+         "hosts.yml", "-p", "no:cacheprovider", "-q", "test_stages.py", "-n", "1",
+         "--run-id", "imports"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    controller = json.loads((tmp_path / "modules-controller.json").read_text())
+    worker = json.loads((tmp_path / "modules-gw0.json").read_text())
+    assert controller == {"heavy": [], "ansible_loader": True}
+    assert worker == {"heavy": [], "ansible_loader": False}
