@@ -41,7 +41,7 @@ from harness.host import (
     open_events,
 )
 from harness.interrupt import Interrupts
-from harness.inventory import load_inventory
+from harness.inventory_process import load_inventory_apart
 from harness.leases import HostBusy, operator, process_start
 from harness.leases import acquire as acquire_leases
 from harness.leases import release as release_leases
@@ -189,7 +189,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if workerinput is not None and workerinput.get("vet_hosts"):
             hosts = hosts_from_controller(workerinput["vet_hosts"])
         else:
-            hosts = load_inventory(
+            hosts = load_inventory_apart(  # Ansible's loader stays out of this process
                 inventory, config.getoption("vet_hosts"),
                 config.getoption("vet_vault_password_file"))
     except VetError as exc:

@@ -1,7 +1,8 @@
 """What a vet run's pytest processes import (issue 8: memory per host with one xdist worker
 per host). The xdist controller never opens a channel and a worker only the transport its
 host uses, so neither carries paramiko (~19 MB with cryptography, PyNaCl, invoke) without an
-SSH host; Ansible's inventory loader stays in the controller; mqtt (paho), plots
+SSH host; Ansible's inventory loader runs in a child interpreter (harness.inventory_process),
+never in the controller or a worker; mqtt (paho), plots
 (matplotlib) and notify (apprise) load only where used; the repository's pytest config
 keeps labgrid's plugin (gRPC, protobuf, rich: ~25 MB) out of every process. Checked on
 sys.modules of real processes, not on RSS: what is imported is what can regress."""
@@ -12,6 +13,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from harness.errors import InventoryError
+from harness.inventory import load_inventory
+from harness.inventory_process import load_inventory_apart
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,5 +90,25 @@ def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     controller = json.loads((tmp_path / "modules-controller.json").read_text())
     worker = json.loads((tmp_path / "modules-gw0.json").read_text())
-    assert controller == {"heavy": [], "ansible_loader": True}
+    assert controller == {"heavy": [], "ansible_loader": False}
     assert worker == {"heavy": [], "ansible_loader": False}
+
+
+def test_the_child_loads_what_load_inventory_loads() -> None:
+    example = REPO / "inventory" / "example"
+    password = REPO / "inventory" / "example.vault-pass"
+    assert load_inventory_apart(example, "node0*", password) \
+        == load_inventory(example, "node0*", password)
+    rack = REPO / "tests/data/inventories/rack_yaml/hosts.yml"
+    assert load_inventory_apart(rack) == load_inventory(rack)
+
+
+def test_the_childs_inventory_error_is_the_operators_message(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    node01: {vet_macs: nonsense}\n")
+    with pytest.raises(InventoryError) as direct:
+        load_inventory(tmp_path / "hosts.yml")
+    with pytest.raises(InventoryError) as apart:
+        load_inventory_apart(tmp_path / "hosts.yml")
+    assert str(apart.value) == str(direct.value)
+    assert "node01" in str(apart.value)
+
