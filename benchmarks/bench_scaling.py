@@ -35,6 +35,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -64,6 +65,9 @@ AFTER_STRESS = "smart after stress"
 _END_KINDS = frozenset({"released", "kept-up", "hold-opened", "hold-kept", "host-closed",
                         "power-off", "interrupted"})
 _END_STATES = frozenset({"Failed", "Holding", "Reporting", "Completed"})
+#: Commands that run for a set time whatever the CPU they get (stress-ng --timeout,
+#: iperf3 -t, a time-based fio); every other command's time grows with contention.
+FIXED = re.compile(r"stress-ng .*--timeout \d|iperf3 .* -t \d|--time_based")
 DEMO_VARS = ROOT / "inventory" / "virtual" / "group_vars" / "all.yml"
 
 
@@ -93,8 +97,8 @@ class GuestTimes:
     stages_end: float | None = None
     closed: float | None = None
     stages: list[StageSpan] = field(default_factory=list)
-    #: (stage, command, seconds) of every command run on the host, in order.
-    commands: list[tuple[str, str, float]] = field(default_factory=list)
+    #: (stage, command, seconds, fixed duration?) of every command run on the host.
+    commands: list[tuple[str, str, float, bool]] = field(default_factory=list)
 
 
 def read_events(path: Path) -> list[Event]:
@@ -123,7 +127,9 @@ def guest_times(name: str, events: Sequence[Event]) -> GuestTimes:
     started = {e["command_id"]: e for e in events if e["kind"] == "command-start"}
     times.commands = [(str(started[e["command_id"]].get("stage")),
                        str(started[e["command_id"]].get("command", ""))[:100],
-                       float(e["duration_s"])) for e in events
+                       float(e["duration_s"]),
+                       bool(FIXED.search(str(started[e["command_id"]].get("command", "")))))
+                      for e in events
                       if e["kind"] == "command-end" and e.get("duration_s") is not None
                       and e.get("command_id") in started]
     marks: list[tuple[float, str]] = []
@@ -539,13 +545,38 @@ def stage_table(results: Sequence[RunResult]) -> list[str]:
     return lines
 
 
+def decomposition_table(results: Sequence[RunResult]) -> list[str]:
+    """Each guest's VET-READY to stages end, split (means over the guests)."""
+    lines = ["| guests | vetting s | fixed-duration commands s | other commands s | "
+             "harness between commands s | SSH + token s | guest CPU share |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        rows = []
+        for name, t in r.times.items():
+            vet, ssh = vetting_s(t), _d(t.ready, t.first_stage)
+            if vet is None or ssh is None:
+                continue
+            fixed = sum(c[2] for c in t.commands if c[3])
+            other = sum(c[2] for c in t.commands if not c[3])
+            rows.append((vet, fixed, other, vet - ssh - fixed - other, ssh,
+                         share(r.samples, name, t.ready, t.stages_end)))
+        if rows:
+            cols = [statistics.mean(v for v in col if v is not None)
+                    if any(v is not None for v in col) else None for col in zip(*rows,
+                                                                               strict=True)]
+            lines.append(f"| {r.guests} | " + " | ".join(
+                _f(c, 2 if i == 5 else 1) for i, c in enumerate(cols)) + " |")
+    return lines
+
+
 def print_tables(results: Sequence[RunResult]) -> None:
     for title, rows in (
             ("Per N (boot and vetting apart)", summary_table(results)),
             ("Per guest (seconds from pytest's start)", guest_table(results)),
             ("Where the whole run goes (wall s, cut where the last guest reached each "
              "milestone)", phase_table(results)),
-            ("Per stage", stage_table(results))):
+            ("Per stage", stage_table(results)),
+            ("Vetting (VET-READY to stages end) per guest, split", decomposition_table(results))):
         print(f"\n{title}\n")
         for line in rows:
             print(line)
@@ -584,7 +615,8 @@ def main() -> int:
         results.append(run_once(count, args.memory, args.timeout))
         print_tables(results[-1:])
         if args.save is not None:  # the figures outlive the run's records (removed)
-            args.save.write_text(json.dumps([dataclasses.asdict(r) for r in results]))
+            args.save.write_text(json.dumps([dataclasses.asdict(r) for r in results],
+                                              default=sorted))  # outcome sets
     if len(results) > 1:
         print("\nAll runs")
         print_tables(results)
