@@ -16,7 +16,7 @@ import platform
 import secrets
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -50,6 +50,8 @@ from harness.netboot import CONSOLE_RECONNECT_S, BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.notify import Notifier, summary_lines
 from harness.overrides import OVERRIDES, apply_overrides, check_overrides
+from harness.plots import PLOTTING_STAGES
+from harness.plots import warm_up as warm_up_plots
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
 from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shell
@@ -89,6 +91,8 @@ class VetRun:
         self.failed: dict[str, tuple[str, str]] = {}
         self.current_stage: dict[str, str] = {}
         self.remaining: Counter[str] = Counter()
+        #: Each host's stages in this run (those selected), from collection.
+        self.stages_of: defaultdict[str, set[str]] = defaultdict(set)
         self.open_hosts: dict[str, HostUnderTest] = {}
         #: Hosts whose fixture has closed: their last moves (Reporting, Completed) come after.
         self.closed_hosts: set[str] = set()
@@ -400,6 +404,10 @@ def pytest_collection_modifyitems(
             items[:] = [i for i in items if i not in done]
             config.hook.pytest_deselected(items=done)
     run.remaining = Counter(h for h in map(item_host, items) if h is not None)
+    for item in items:
+        name, stage = item_host(item), item_stage(item)
+        if name is not None and stage is not None:
+            run.stages_of[name].add(stage)
 
 
 @pytest.fixture(scope="session")
@@ -416,6 +424,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     spec = run.hosts[request.param]
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
     events = open_events(ctx, spec.name)
+    if run.stages_of[spec.name] & PLOTTING_STAGES:
+        warm_up_plots()  # off the stages' clock: while the host boots or answers
     if spec.mqtt is not None:  # vet_mqtt: live events to a broker (paho imported only then)
         from harness.mqtt import finish_host, publisher_for
 

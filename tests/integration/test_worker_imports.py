@@ -75,11 +75,25 @@ def test_transports_still_resolve_from_the_package() -> None:
     assert "SshChannel" in harness.console.__all__
 
 
-def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
-    """A real `pytest -n 1` run with the repository's config over one local host."""
+PLOTTING_STAGE = """\
+
+@pytest.mark.cpu
+def test_plots_are_warmed_up(host):
+    import threading
+
+    [warm] = [t for t in threading.enumerate() if t.name == "plots-warm-up"] or [None]
+    if warm is not None:  # else done already: then matplotlib is in
+        warm.join(120)
+    assert "matplotlib.figure" in sys.modules
+"""
+
+
+def _run(tmp_path: Path, stages: str) -> tuple[dict[str, object], dict[str, object]]:
+    """A real `pytest -n 1` run with the repository's config over one local host: what
+    the controller and the worker had imported at the end."""
     (tmp_path / "hosts.yml").write_text(json.dumps(
         {"all": {"hosts": {"node01": {"ansible_connection": "local"}}}}))
-    (tmp_path / "test_stages.py").write_text(STAGES)
+    (tmp_path / "test_stages.py").write_text(stages)
     (tmp_path / "vet_probe.py").write_text(PROBE)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--rootdir",
@@ -88,10 +102,22 @@ def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
          "--run-id", "imports"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    controller = json.loads((tmp_path / "modules-controller.json").read_text())
-    worker = json.loads((tmp_path / "modules-gw0.json").read_text())
+    return (json.loads((tmp_path / "modules-controller.json").read_text()),
+            json.loads((tmp_path / "modules-gw0.json").read_text()))
+
+
+def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
+    controller, worker = _run(tmp_path, STAGES)
     assert controller == {"heavy": [], "ansible_loader": False}
     assert worker == {"heavy": [], "ansible_loader": False}
+
+
+def test_a_host_with_a_plotting_stage_has_matplotlib_warmed_up(tmp_path: Path) -> None:
+    """harness.plots.warm_up: started when the host opens, so the stage's first plot does
+    not pay matplotlib's import and first render; only for hosts that plot."""
+    controller, worker = _run(tmp_path, "import sys\n" + STAGES + PLOTTING_STAGE)
+    assert controller == {"heavy": [], "ansible_loader": False}
+    assert worker == {"heavy": ["matplotlib"], "ansible_loader": False}
 
 
 def test_the_child_loads_what_load_inventory_loads() -> None:
