@@ -4,7 +4,8 @@ A burn-in watches each host's serial console for hours. This pushes `--minutes` 
 console output at `--baud` (115200: ~11.5 KB/s, 41 MB an hour) through the path a run
 uses, compressed in time (`--rate` bytes/s): a local TCP console, SerialChannel (reader
 thread, timestamped console log), ConsoleWatch with all death patterns and a BootTracker,
-and every line into the host's EventLog (harness.host.subscribe_console). The process's
+and the console into the host's EventLog (harness.host.subscribe_console: one event per
+read, one per line before 2026-11-22). The process's
 RSS is sampled every `--sample` seconds; the figure is the slope of a least-squares line
 through the samples after the first `--warmup` fraction (MB per hour of console at the
 given baud) and the growth from the end of the warm-up to the end.
