@@ -9,9 +9,12 @@ On a terminal the output is a rich table / coloured lines; otherwise plain text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +124,42 @@ def _print_holds(console: Console, store: Store, run_id: str) -> None:
         console.print(line, soft_wrap=True)
 
 
+@contextlib.contextmanager
+def _ctrl_c_ends_the_watch(wake: threading.Event) -> Iterator[threading.Event]:
+    """Ctrl-C sets the returned event and wakes the watch's wait; once the block is left
+    (the terminal restored), KeyboardInterrupt goes on to the CLI (exit status 130).
+
+    Why not let KeyboardInterrupt fly: raised wherever the main thread happens to be, it
+    can land inside rich's or watchdog's code; a watch once ignored Ctrl-C for a minute
+    under load. A flag checked once per turn of the loop cannot be lost.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers belong to the main thread: Ctrl-C as usual there
+        return
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        stop.set()
+        wake.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stop.is_set():
+        raise KeyboardInterrupt
+
+
 def _watch_live(view: RunView, console: Console, args: argparse.Namespace) -> None:
     """A table redrawn in place until the run finishes (or Ctrl-C)."""
-    with FileChanges() as changes, Live(console=console, auto_refresh=False) as live:
+    with FileChanges() as changes, _ctrl_c_ends_the_watch(changes.wake) as stop, \
+            Live(console=console, auto_refresh=False) as live:
         while True:
             _watch_folders(changes, args, view.run_id)
             view.refresh()
             live.update(render_table(view, time.time(), True), refresh=True)
-            if view.finished:
+            if view.finished or stop.is_set():
                 break
             changes.wait(TICK_S)
     console.print(f"run {view.run_id} finished: {view.run.get('status')}")
@@ -139,9 +170,11 @@ def _watch_plain(view: RunView, console: Console, args: argparse.Namespace) -> N
     host, from, to, reason), then the final table."""
     console.print(render_table(view, time.time(), False))
     seen = _new_transitions(view, None, console, show=False)
-    with FileChanges() as changes:
-        while not view.finished:
+    with FileChanges() as changes, _ctrl_c_ends_the_watch(changes.wake) as stop:
+        while not view.finished and not stop.is_set():
             changes.wait(TICK_S)
+            if stop.is_set():
+                break
             _watch_folders(changes, args, view.run_id)
             view.refresh()
             seen = _new_transitions(view, seen, console, show=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -201,6 +202,18 @@ def test_status_watch_into_a_pipe_logs_state_changes_until_the_run_ends(
     assert code == 0, err
     assert out.strip().endswith(f"run {RUN_ID} finished: failed")
     assert "\x1b" not in out
+
+
+def test_status_watch_into_a_pipe_leaves_on_sigint(
+        run: LiveRun, followers: list[Follower]) -> None:
+    follower = Follower(_argv(run, "status", "--watch"))
+    followers.append(follower)
+    follower.until("node03")  # the first table is out: the watch loop runs
+    follower.proc.send_signal(signal.SIGINT)
+    code, out, err = follower.finish()
+    assert code == 130, err
+    assert err.strip() == "vet: interrupted"
+    assert "finished" not in out
 
 
 def test_status_watch_on_a_tty_redraws_and_leaves_on_ctrl_c(run: LiveRun) -> None:
