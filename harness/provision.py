@@ -20,7 +20,9 @@ import ipaddress
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -210,6 +212,8 @@ def run_playbook(playbook: str, extravars: Mapping[str, Any], *, on_event: Event
             cancel_callback=lambda: bool(broken),
             skip_tags=",".join(skip_tags) or None)
         status, rc = result.status, result.rc
+        if status != "successful":
+            _kill_strays(private)
         tail = ""
         if status != "successful" and not failures:
             stdout = Path(result.config.artifact_dir) / "stdout"
@@ -229,6 +233,43 @@ def run_playbook(playbook: str, extravars: Mapping[str, Any], *, on_event: Event
                              f"{first.get('msg')}")
     raise ProvisionError(f"playbook {playbook} failed (ansible-playbook exit status {rc}, "
                          f"runner status {status}): {tail or 'no output'}")
+
+
+def _kill_strays(private: str, within_s: float = 10.0) -> list[int]:
+    """Kill what is left of a stopped or failed playbook run; the pids killed.
+
+    The runner stops a play past its deadline by killing ansible-playbook's process
+    group, but Ansible's workers call setsid(): they, and the commands they started, live
+    on. Every one of them inherited ANSIBLE_CONFIG pointing into this run's private
+    directory, so that is how they are found (/proc/PID/environ); each is killed and
+    waited for (a pidfd, no polling), so nothing of the run outlives the error.
+    """
+    marker = f"ANSIBLE_CONFIG={private}/ansible.cfg".encode()
+    killed: list[int] = []
+    for _ in range(5):  # again while a sweep found some: one may have forked meanwhile
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in (os.getpid(), *killed):
+                continue
+            try:
+                environ = Path(entry.path, "environ").read_bytes()
+            except OSError:  # gone meanwhile, or not ours
+                continue
+            if marker in environ.split(b"\0"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found.append(int(entry.name))
+        if not found:
+            break
+        killed += found
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            fd = os.pidfd_open(pid)
+            try:
+                select.select([fd], [], [], within_s)
+            finally:
+                os.close(fd)
+    return killed
 
 
 # --------------------------------------------------------------------------- PXE calls

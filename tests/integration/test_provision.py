@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import stat
@@ -14,12 +15,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import provision
 from harness.models import Connection, Host, PxeConfig
 from harness.provision import (
     ProvisionError,
@@ -288,6 +291,35 @@ def test_bad_arguments_are_refused_before_ansible_runs(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="the run token is not one harness\\.token made"):
         provision_host(pxe, NODE01, run_id="r", token="{{ lookup('env', 'HOME') }}",
                        ssh_public_key=SSH_KEY, on_event=print)
+
+
+def test_what_a_stopped_play_started_is_stopped_too(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ansible's workers call setsid(), out of the process group the runner kills at the
+    deadline: a task's command used to run on after the error."""
+    fifo, tag = tmp_path / "started", str(600 + secrets.randbelow(10**6))
+    os.mkfifo(fifo)
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "hang.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - shell: echo started > {fifo}; exec sleep {tag}\n")
+    monkeypatch.setattr(provision, "PLAYBOOKS", tmp_path / "books")
+    with ThreadPoolExecutor(1) as pool:
+        play = pool.submit(provision.run_playbook, "hang.yml", {}, on_event=Watch(),
+                           timeout_s=45)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert select.select([reader], [], [], 45)[0], "the task never started"
+            assert os.read(reader, 100) == b"started\n"
+        finally:
+            os.close(reader)
+        # the shell, or the sleep it became (the same pid: exec)
+        sleeping = [pid for pid, line in command_lines()
+                    if f"sleep {tag}" in line or line == f"sleep\0{tag}\0"]
+        assert sleeping, "the task's command is not running"
+        with pytest.raises(ProvisionError, match="did not finish within 45 s"):
+            play.result(timeout=120)
+    assert all(gone(pid) for pid in sleeping)
 
 
 def test_a_play_past_its_deadline_is_stopped(tmp_path: Path, runner_tmp: Path) -> None:
