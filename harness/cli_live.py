@@ -130,8 +130,10 @@ def _ctrl_c_ends_the_watch(wake: threading.Event) -> Iterator[threading.Event]:
     (the terminal restored), KeyboardInterrupt goes on to the CLI (exit status 130).
 
     Why not let KeyboardInterrupt fly: raised wherever the main thread happens to be, it
-    can land inside rich's or watchdog's code; a watch once ignored Ctrl-C for a minute
-    under load. A flag checked once per turn of the loop cannot be lost.
+    can land inside rich's or watchdog's code; and Python installs no handler at all when
+    SIGINT was ignored at its start (a background job of a shell without job control),
+    so a watch started that way ignored Ctrl-C. The handler is installed before the first
+    table is out; a flag checked once per turn of the loop cannot be lost.
     """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -168,9 +170,9 @@ def _watch_live(view: RunView, console: Console, args: argparse.Namespace) -> No
 def _watch_plain(view: RunView, console: Console, args: argparse.Namespace) -> None:
     """Into a pipe: the table, then each state change as the store recorded it (time,
     host, from, to, reason), then the final table."""
-    console.print(render_table(view, time.time(), False))
-    seen = _new_transitions(view, None, console, show=False)
     with FileChanges() as changes, _ctrl_c_ends_the_watch(changes.wake) as stop:
+        console.print(render_table(view, time.time(), False))
+        seen = _new_transitions(view, None, console, show=False)
         while not view.finished and not stop.is_set():
             changes.wait(TICK_S)
             if stop.is_set():
