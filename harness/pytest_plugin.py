@@ -57,7 +57,7 @@ from harness.report_allure import environment, write_run_metadata
 from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shell
 from harness.resume import plan as resume_plan
 from harness.scheduling import HostScheduling
-from harness.states import STAGE_STATES, STAGES, State, stage_index
+from harness.states import STAGE_STATES, STAGES, STATE_STAGES, State, stage_index
 from harness.store import Store
 from harness.summary import render_summary
 
@@ -750,18 +750,19 @@ def _note_interrupted(run: VetRun) -> None:
     names = list(run.open_hosts) if run.is_worker else list(run.hosts)
     for name in names:
         state = run.store.host_state(run.run_id, name)
-        if not run.is_worker and any(
-                h["name"] == name and h["reason"].startswith("interrupted")
-                for h in run.store.hosts(run.run_id)):
-            continue  # its worker noted it already
         if name in run.failed or state is None or state in (
                 State.REGISTERED, State.COMPLETED, State.FAILED, State.HOLDING,
                 State.RELEASED):
             continue
-        stage = run.current_stage.get(name)
+        # The worker knows the stage it was in; the controller reads it from the state,
+        # so whichever of them notes the host first words it the same way.
+        stage = run.current_stage.get(name) or STATE_STAGES.get(state)
         reason = (f"{why} {f'during stage {stage}' if stage else f'in {state}'}; "
                   f"`--resume {run.run_id}` continues it")
-        run.store.note_host(run.run_id, name, reason)
+        # A worker's note wins; the controller only fills in for a worker that made none.
+        if not run.store.note_host(run.run_id, name, reason,
+                                   keep_prefix=None if run.is_worker else "interrupted"):
+            continue
         vetted = run.open_hosts.get(name)
         if vetted is not None:
             vetted.events.emit("harness", "interrupted", stage=stage, reason=reason,

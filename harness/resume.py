@@ -28,13 +28,12 @@ from typing import Any
 from harness.console.channel import Channel, ChannelError
 from harness.errors import VetError
 from harness.leases import process_start, when
-from harness.states import STAGE_STATES, STAGES, State
+from harness.states import STAGES, STATE_STAGES, State
 from harness.store import Store
 
 #: States in which nothing more happens to a host in this run.
 FINISHED: frozenset[State] = frozenset(
     {State.COMPLETED, State.FAILED, State.HOLDING, State.RELEASED})
-_STATE_STAGE = {state: stage for stage, state in STAGE_STATES.items()}
 
 
 class ResumeRefused(VetError):
@@ -107,7 +106,7 @@ def host_plan(name: str, state: State) -> HostPlan:
         return HostPlan(name, state.value, (), None, finished=True)
     if state is State.REPORTING:
         return HostPlan(name, state.value, STAGES, None, finished=False)
-    stage = _STATE_STAGE.get(state)
+    stage = STATE_STAGES.get(state)
     if stage is None:  # Registered, Queued, PowerOn, Booting: no stage ran yet
         return HostPlan(name, state.value, (), None, finished=False)
     return HostPlan(name, state.value, STAGES[: STAGES.index(stage)], stage, finished=False)

@@ -47,6 +47,9 @@ STAGE_STATES: Mapping[str, State] = {
     "psu": State.PSU,
 }
 
+#: The state a host is in while a stage runs -> that stage.
+STATE_STAGES: Mapping[State, str] = {state: stage for stage, state in STAGE_STATES.items()}
+
 #: The pipeline order of stages; test order follows this, never file names.
 STAGES: tuple[str, ...] = tuple(STAGE_STATES)
 

@@ -299,11 +299,21 @@ class Store:
                        "controller_pid_start = ? WHERE id = ?",
                        (time.time(), pid, pid_start, run_id))
 
-    def note_host(self, run_id: str, host: str, reason: str) -> None:
-        """Set a host's reason without moving it (an interrupted host stays where it was)."""
+    def note_host(self, run_id: str, host: str, reason: str,
+                  keep_prefix: str | None = None) -> bool:
+        """Set a host's reason without moving it (an interrupted host stays where it was).
+
+        With `keep_prefix`, a reason that already starts with it is kept (checked in the
+        same statement, so a worker's note is never overwritten by the controller's).
+        True if the reason was set.
+        """
+        query = ("UPDATE hosts SET reason = ?, updated_at = ? WHERE run_id = ? AND name = ?")
+        params: tuple[object, ...] = (reason, time.time(), run_id, host)
+        if keep_prefix is not None:
+            query += " AND substr(reason, 1, ?) != ?"
+            params += (len(keep_prefix), keep_prefix)
         with self._write() as db:
-            db.execute("UPDATE hosts SET reason = ?, updated_at = ? WHERE run_id = ? AND "
-                       "name = ?", (reason, time.time(), run_id, host))
+            return db.execute(query, params).rowcount > 0
 
     def register_host(self, run_id: str, host: str) -> None:
         with self._write() as db:

@@ -54,3 +54,11 @@ def test_stage_order_follows_the_pipeline() -> None:
     assert STAGES[:3] == ("inventory", "spec", "smart")
     assert stage_index("cpu") < stage_index("storage") < stage_index("network")
     assert stage_index("unknown") == len(STAGES)
+
+
+def test_each_stage_state_names_its_stage_back() -> None:
+    """An interrupted host's reason names its stage from the state alone (the controller's
+    view), the same as the worker that ran it."""
+    from harness.states import STAGE_STATES, STATE_STAGES
+    assert all(STATE_STAGES[state] == stage for stage, state in STAGE_STATES.items())
+    assert State.QUEUED not in STATE_STAGES

@@ -109,3 +109,16 @@ def test_concurrent_writer_processes_lose_no_rows(tmp_path: Path) -> None:
                                                        for w in range(workers)}
         assert len(store.test_results("r1")) == workers * count
         assert len(store.hosts("r1")) == workers
+
+
+def test_a_note_with_keep_prefix_leaves_an_earlier_note_alone(tmp_path: Path) -> None:
+    """The controller's interruption note never overwrites the one its worker made."""
+    with Store(tmp_path / "vet.sqlite") as store:
+        store.start_run("r1", "quick", "inv")
+        store.register_host("r1", "node01")
+        assert store.note_host("r1", "node01", "interrupted (worker)", keep_prefix="interrupted")
+        assert not store.note_host("r1", "node01", "interrupted (controller)",
+                                   keep_prefix="interrupted")
+        assert store.hosts("r1")[0]["reason"] == "interrupted (worker)"
+        assert store.note_host("r1", "node01", "interrupted again")  # no prefix: always set
+        assert store.hosts("r1")[0]["reason"] == "interrupted again"
