@@ -37,6 +37,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,7 @@ _STAGE_OF_STATE = {state.value: stage for stage, state in STAGE_STATES.items()}
 AFTER_STRESS = "smart after stress"
 #: Events that mean the host's stages are over: its teardown (release, hold) began.
 _END_KINDS = frozenset({"released", "kept-up", "hold-opened", "hold-kept", "host-closed",
-                        "power-off", "interrupted"})
+                        "power-off", "interrupted", "smart-after-stress-end"})
 _END_STATES = frozenset({"Failed", "Holding", "Reporting", "Completed"})
 #: Commands that run for a set time whatever the CPU they get (stress-ng --timeout,
 #: iperf3 -t, a time-based fio); every other command's time grows with contention.
@@ -299,7 +300,8 @@ def add_group_vars(inventory: Path, values: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def run_once(count: int, memory_mib: int, timeout_s: float) -> RunResult:
+def run_once(count: int, memory_mib: int, timeout_s: float,
+             keep: Path | None = None) -> RunResult:
     """Lab up, the vet run, vet report, lab down: N guests, everything timed."""
     from tests.fixtures.lab import lab_for
 
@@ -325,6 +327,8 @@ def run_once(count: int, memory_mib: int, timeout_s: float) -> RunResult:
                 result = drive(count, run_id, lab.inventory, reports, lab.env, pids,
                                Path(tmp) / "pytest.log", timeout_s)
                 result.lab_up_s = lab_up
+                if keep is not None:  # the run's records, for a closer look afterwards
+                    shutil.copytree(reports, keep / run_id, dirs_exist_ok=True)
                 report_started = time.time()
                 report = subprocess.run(
                     [sys.executable, "-m", "harness.cli", "--reports-dir", str(reports),
@@ -595,6 +599,10 @@ def main() -> int:
     parser.add_argument("--from-run", type=Path, default=None, metavar="RUN_DIR",
                         help="only analyse a finished run's records (reports/runs/RUN): "
                         "no lab, no CPU samples")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="copy each run's reports (store, events, evidence) into "
+                        "DIR/RUN_ID before the lab goes down; --from-run DIR/RUN_ID/runs/"
+                        "RUN_ID reads them again")
     parser.add_argument("--save", type=Path, default=None, metavar="JSON",
                         help="write every run's milestones, stages, commands and samples here")
     args = parser.parse_args()
@@ -612,7 +620,7 @@ def main() -> int:
           flush=True)
     results = []
     for count in args.guests:
-        results.append(run_once(count, args.memory, args.timeout))
+        results.append(run_once(count, args.memory, args.timeout, args.keep))
         print_tables(results[-1:])
         if args.save is not None:  # the figures outlive the run's records (removed)
             args.save.write_text(json.dumps([dataclasses.asdict(r) for r in results],

@@ -77,6 +77,7 @@ from harness.console.serial import (  # noqa: E402
     frame_for_console,
 )
 from harness.console.watch import ConsoleWatch  # noqa: E402
+from tests.fixtures.console_pusher import Pusher  # noqa: E402
 from tests.fixtures.serial_bridge import (  # noqa: E402
     PASSWORD,
     USER,
@@ -112,30 +113,6 @@ def boot_log(size: int) -> tuple[bytes, bytes]:
     body = (block * (size // len(block) + 1))[:size]
     marker = b"VET-BENCH-END-" + secrets.token_hex(6).encode()
     return body + marker + b"\r\n", marker
-
-
-class Pusher:
-    """A console that pushes `payload` once the client sends a byte (so nothing is lost)."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        conn, _ = self.server.accept()
-        with conn:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if conn.recv(1):
-                conn.sendall(self.payload)
-                while conn.recv(65536):  # until the client hangs up
-                    pass
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=10)
 
 
 class Clock:

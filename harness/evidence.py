@@ -48,11 +48,18 @@ class Evidence:
         allure.attach(body, name=name, attachment_type=attachment_type)
         return path
 
-    def attach_png(self, name: str, image: bytes) -> Path:
-        """A plot: the PNG file on disk, and the image in the report."""
+    def reserve(self) -> int:
+        """The number of the next file, kept for one attached later (a plot drawn in the
+        background keeps its place next to its record)."""
         self._count += 1
+        return self._count
+
+    def attach_png(self, name: str, image: bytes, number: int | None = None) -> Path:
+        """A plot: the PNG file on disk, and the image in the report."""
+        if number is None:
+            number = self.reserve()
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "plot"
-        path = self.directory / f"{self._count:03d}-{safe}.png"
+        path = self.directory / f"{number:03d}-{safe}.png"
         self.directory.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image)
         allure.attach(image, name=name, attachment_type=allure.attachment_type.PNG)

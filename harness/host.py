@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from harness.models import (
     SpecDifference,
     to_jsonable,
 )
-from harness.plots import plot_record
+from harness.plots import plot_of, render
 from harness.profiles import Params
 from harness.store import Store
 
@@ -136,6 +137,27 @@ def subscribe_console(console: SerialChannel, watch: ConsoleWatch, events: Event
     console.subscribe_lines(watch.feed_lines)
 
 
+#: Seconds to wait for a plot still drawing when its test ends.
+PLOT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class _PendingPlot:
+    """A plot being drawn in the background, and where its PNG goes."""
+
+    evidence: Evidence
+    number: int  # its place among the stage's evidence files, next to its record
+    name: str
+    stage: str
+    image: Future[bytes]
+
+#: The tools the stages in suites/ require; the first `require` on a host asks for all of
+#: them at once. One missing here only costs its own round trip.
+STAGE_TOOLS: tuple[str, ...] = (
+    "lscpu", "lshw", "dmidecode", "lsblk", "lspci", "smartctl", "stress-ng", "memtester",
+    "fio", "wipefs", "ethtool", "iperf3", "ipmitool", "nvidia-smi", "gpu_burn")
+
+
 class HostUnderTest:
     """A host being vetted: run commands, keep evidence, record measurements."""
 
@@ -159,6 +181,10 @@ class HostUnderTest:
         self.death: Finding | None = None
         #: Seconds between two progress events of a stage (see Progress).
         self.progress_interval_s = PROGRESS_INTERVAL_S
+        self._tools_found: set[str] = set()  # see require()
+        self._plotter: ThreadPoolExecutor | None = None  # see record()
+        self._plots: list[_PendingPlot] = []
+        self._tools_asked: set[str] = set()
 
     def attach_console(self, console: SerialChannel, watch: ConsoleWatch,
                        subscribed: bool = False) -> None:
@@ -295,9 +321,23 @@ class HostUnderTest:
         progress.update(figure=figure, final=True)
 
     def require(self, tool: str, package: str | None = None) -> None:
-        """Fail clearly, naming the package to install, when a tool is missing."""
-        found = self.channel.run(f"command -v {shlex.quote(tool)}", timeout=15)
-        if not found.ok:
+        """Fail clearly, naming the package to install, when a tool is missing.
+
+        Tools found are remembered for the host, and the first look also asks for every
+        tool in STAGE_TOOLS, in the same command: later stages' checks then cost no round
+        trip (one took 15-30 ms on an emulated lab guest, and a stage made up to five).
+        A tool found missing is asked for again, alone, next time.
+        """
+        if tool in self._tools_found:
+            return
+        asking = [tool, *(t for t in STAGE_TOOLS if t != tool and t not in self._tools_asked)]
+        names = " ".join(shlex.quote(t) for t in asking)
+        found = self.channel.run(
+            f'for t in {names}; do command -v "$t" >/dev/null && echo "$t"; done; true',
+            timeout=15)
+        self._tools_asked.update(asking)
+        self._tools_found.update(set(found.stdout.split()) & set(asking))
+        if tool not in self._tools_found:
             raise ToolMissing.for_tool(self.name, tool, package)
 
     def measure(self, name: str, value: float, unit: str) -> None:
@@ -308,7 +348,12 @@ class HostUnderTest:
 
     def record(self, name: str, record: Any) -> None:
         """Keep a parsed record: in the store, and attached as JSON (plus a PNG plot when
-        it holds series over time, harness.plots)."""
+        it holds series over time, harness.plots).
+
+        The plot is drawn in a background thread and attached by finish_plots() (at the
+        test's end, or close()): a render takes ~0.15 s, which the stage's next commands
+        then hide instead of waiting for it.
+        """
         data = to_jsonable(record)
         text = json.dumps(data)
         clean = redact(text)
@@ -317,13 +362,33 @@ class HostUnderTest:
         self.ctx.store.add_record(self.ctx.run_id, self.name, self.stage, name, data)
         self.evidence.attach_json(name, data)
         try:
-            image = plot_record(f"{self.name} {self.stage}: {name}", record)
+            plot = plot_of(record)
         except Exception as exc:  # a plot is evidence, never a verdict: keep the stage's own
-            self.events.emit("harness", "plot-failed", stage=self.stage, record=name,
-                             error=f"{type(exc).__name__}: {exc}")
+            self._plot_failed(self.stage, name, exc)
             return
-        if image is not None:
-            self.evidence.attach_png(f"{name} over time", image)
+        if plot is None:
+            return
+        if self._plotter is None:
+            self._plotter = ThreadPoolExecutor(1, thread_name_prefix=f"plots-{self.name}")
+        title = f"{self.name} {self.stage}: {name}"
+        self._plots.append(_PendingPlot(self.evidence, self.evidence.reserve(), name,
+                                        self.stage, self._plotter.submit(render, title, *plot)))
+
+    def finish_plots(self, timeout: float = PLOT_TIMEOUT_S) -> None:
+        """Attach the plots drawn since the last call, waiting for those still drawing
+        (in the thread that runs the test: Allure attaches to the running test)."""
+        pending, self._plots = self._plots, []
+        for plot in pending:
+            try:
+                image = plot.image.result(timeout=timeout)
+            except Exception as exc:  # a timeout too: the plot is left out, said why
+                self._plot_failed(plot.stage, plot.name, exc)
+                continue
+            plot.evidence.attach_png(f"{plot.name} over time", image, plot.number)
+
+    def _plot_failed(self, stage: str, name: str, exc: BaseException) -> None:
+        self.events.emit("harness", "plot-failed", stage=stage, record=name,
+                         error=f"{type(exc).__name__}: {exc}")
 
     def record_spec_diff(self, rows: list[SpecDifference]) -> None:
         self.ctx.store.add_spec_diffs(self.ctx.run_id, self.name, rows)
@@ -331,13 +396,23 @@ class HostUnderTest:
     @contextmanager
     def scratch_path(self, directory: str, name: str) -> Iterator[str]:
         """A path for a scratch file on the host, removed afterwards whatever happens."""
-        path = f"{directory.rstrip('/')}/vet-{self.ctx.run_id}-{name}"
-        try:
+        with self.scratch_paths(directory, name) as (path,):
             yield path
+
+    @contextmanager
+    def scratch_paths(self, directory: str, *names: str) -> Iterator[tuple[str, ...]]:
+        """Paths for several scratch files, removed afterwards by one command whatever
+        happens (a command per file cost ~0.1 s each on an emulated lab guest)."""
+        paths = tuple(f"{directory.rstrip('/')}/vet-{self.ctx.run_id}-{name}" for name in names)
+        try:
+            yield paths
         finally:
-            self.channel.run(f"rm -f {shlex.quote(path)}", timeout=60)
+            self.channel.run(f"rm -f {' '.join(shlex.quote(p) for p in paths)}", timeout=60)
 
     def close(self) -> None:
+        self.finish_plots()
+        if self._plotter is not None:
+            self._plotter.shutdown(wait=True)
         self.events.emit("harness", "host-closed")
         self.channel.close()
         if self.console is not None:

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 from harness.errors import VetError
 from harness.image import kernel_cmdline
 from harness.models import Host, PxeConfig
+from harness.processes import exited
 from harness.token import token_fingerprint
 
 __all__ = [
@@ -263,12 +263,7 @@ def _kill_strays(private: str, within_s: float = 10.0) -> list[int]:
             break
         killed += found
     for pid in killed:
-        with contextlib.suppress(ProcessLookupError):
-            fd = os.pidfd_open(pid)
-            try:
-                select.select([fd], [], [], within_s)
-            finally:
-                os.close(fd)
+        exited(pid, within_s)
     return killed
 
 

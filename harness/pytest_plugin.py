@@ -54,7 +54,7 @@ from harness.plots import PLOTTING_STAGES
 from harness.plots import warm_up as warm_up_plots
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
-from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shell
+from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shells
 from harness.resume import plan as resume_plan
 from harness.scheduling import HostScheduling
 from harness.states import STAGE_STATES, STAGES, STATE_STAGES, State, stage_index
@@ -456,6 +456,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
         # What the dead controller's shell still runs there (harness.resume).
         events.emit("harness", "resume-reaped", process_groups=reap_shells(
             run.store, run.run_id, spec.name, vetted.channel))
+    if _is_ssh(vetted.channel):  # each shell it starts, for a later resume to reap
+        remember_shells(run.store, run.run_id, spec.name, vetted.channel)
     run.open_hosts[spec.name] = vetted
     yield vetted
     run.open_hosts.pop(spec.name, None)
@@ -604,10 +606,6 @@ def _vet_stage_context(request: pytest.FixtureRequest) -> Iterator[None]:
             # the inventory's vet_stages / vet_profiles for this host.
             vetted.evidence.attach_json(f"{stage} parameters (profile {run.profile})",
                                         vetted.params)
-    if run is not None and _is_ssh(vetted.channel):
-        vetted.facts["shell_pgid"] = remember_shell(run.store, run.run_id, name,
-                                                    vetted.channel,
-                                                    vetted.facts.get("shell_pgid"))
     if vetted.watch is not None:
         request.node.stash[CONSOLE_MARK] = vetted.watch.mark()
     yield
@@ -638,6 +636,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         pytest.fail(f"ConsoleDeath: {exc}", pytrace=False)
     finally:
         if vetted is not None:
+            vetted.finish_plots()  # drawn in the background while the test went on
             _attach_console_slice(item, vetted)
     death = vetted.death_error() if vetted is not None else None
     if death is not None:

@@ -23,13 +23,16 @@ import json
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.console.channel import Channel, ChannelError
+from harness.console.channel import Channel
 from harness.errors import VetError
 from harness.leases import process_start, when
 from harness.states import STAGES, STATE_STAGES, State
 from harness.store import Store
+
+if TYPE_CHECKING:  # paramiko is loaded only where SSH is used
+    from harness.console.ssh import SshChannel
 
 #: States in which nothing more happens to a host in this run.
 FINISHED: frozenset[State] = frozenset(
@@ -143,23 +146,26 @@ def plan(store: Store, run_id: str, names: Sequence[str]) -> ResumePlan:
 _VET_SHELL = "bash --norc --noprofile "
 
 
-def remember_shell(store: Store, run_id: str, host: str, channel: Channel,
-                   known: int | None) -> int | None:
-    """Record the process group of the channel's shell on the host (when it changed).
+def remember_shells(store: Store, run_id: str, host: str, channel: SshChannel) -> None:
+    """Record the process group of each persistent shell the channel starts on the host.
 
     A controller killed with SIGKILL cannot stop what its shell runs: the connection
     drops, and a shell without a pty keeps its command running. The run store keeps the
-    group so that a resumed run kills it (reap_shells). `$$` is the shell's pid, and the
-    shell leads its process group (harness.console.ssh). Bookkeeping only: a host that
-    does not answer is left to the test, which reports it in its own terms.
+    group so that a resumed run kills it (reap_shells). The channel reports each new
+    shell before its first command (SshChannel.on_new_shell), so this costs no round
+    trip: asking the shell (`echo $$`) before every test cost one on each, ~15-30 ms on
+    an emulated lab guest. A shell already running is recorded now.
     """
-    try:
-        pgid = int(channel.run("echo $$", 30).stdout.strip())
-    except (ChannelError, ValueError):
-        return known
-    if pgid != known:
-        store.add_event(run_id, host, channel.transport, "remote-shell", {"pgid": pgid})
-    return pgid
+    recorded: list[int] = []
+
+    def record(pgid: int) -> None:
+        if not recorded or recorded[-1] != pgid:
+            recorded.append(pgid)
+            store.add_event(run_id, host, channel.transport, "remote-shell", {"pgid": pgid})
+
+    channel.on_new_shell = record
+    if channel.shell_pgid:
+        record(channel.shell_pgid)
 
 
 def reap_shells(store: Store, run_id: str, host: str, channel: Channel) -> list[int]:
@@ -179,4 +185,4 @@ def reap_shells(store: Store, run_id: str, host: str, channel: Channel) -> list[
 
 
 __all__ = ["FINISHED", "HostPlan", "ResumePlan", "ResumeRefused", "controller_alive",
-           "host_plan", "plan", "reap_shells", "remember_shell"]
+           "host_plan", "plan", "reap_shells", "remember_shells"]

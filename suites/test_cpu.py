@@ -21,8 +21,8 @@ def test_stress_with_verification(host: HostUnderTest) -> None:
     workers = p["workers_per_stressor"]
     stressors = " ".join(f"--{name} {workers}" for name in p["stressors"])
     window = KernelWindow.open(host)
-    with host.scratch_path("/tmp", "stress-ng.yaml") as yaml_path, \
-            host.scratch_path("/tmp", "temperatures.txt") as temperatures_path:
+    with host.scratch_paths("/tmp", "stress-ng.yaml", "temperatures.txt") as (
+            yaml_path, temperatures_path):
         with host.ticking(p["duration_s"], f"stress-ng {' '.join(p['stressors'])}"):
             result = host.run(
                 sampled(f"stress-ng {stressors} --timeout {p['duration_s']}s --verify "

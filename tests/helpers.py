@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import select
 from pathlib import Path
 from types import ModuleType
 
 from hypothesis import strategies as st
 
+from harness.processes import exited
+
 
 def gone(pid: int, within: float = 5.0) -> bool:
-    """True once the process has exited, waiting at most `within` seconds.
-
-    A pidfd turns readable when the process exits (also for a process that is not our
-    child), so this waits on an event, not by polling.
-    """
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], within)[0])
-    finally:
-        os.close(fd)
+    """True once the process has exited, waiting at most `within` seconds (a pidfd: on
+    an event, not by polling)."""
+    return exited(pid, within)
 
 
 def load_suite(stage: str) -> ModuleType:

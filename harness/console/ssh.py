@@ -51,6 +51,7 @@ Host keys
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import select
@@ -72,6 +73,8 @@ from harness.console.channel import (
 )
 from harness.console.markers import Framed, MarkerReader, new_command_id
 from harness.models import CommandResult
+
+log = logging.getLogger(__name__)
 
 _SHELL = "exec bash --norc --noprofile"
 #: Seconds to try stopping a command on a host the console saw panic or reset.
@@ -186,6 +189,10 @@ class SshChannel:
         self._sftp: paramiko.SFTPClient | None = None
         self._probe: threading.Thread | None = None
         self._pgid = 0  # the persistent shell's process group on the host
+        #: Called with the process group of each new persistent shell, before any command
+        #: runs in it (the run store keeps it for a resumed run: harness.resume). Set by
+        #: the owner; an exception from it is logged, never raised into a command.
+        self.on_new_shell: Callable[[int], None] | None = None
         #: Process groups of shells whose connection was lost mid-command: what they ran
         #: may still run on the host; they are killed once the host answers again.
         self._orphans: list[int] = []
@@ -440,6 +447,17 @@ class SshChannel:
                 f"{result.stdout[-200:]!r}, stderr {result.stderr[-200:]!r}"
             )
         self._pgid = int(match.group(1))
+        if self.on_new_shell is not None:
+            try:
+                self.on_new_shell(self._pgid)
+            except Exception:  # bookkeeping: the command still runs
+                log.warning("%s: recording the new shell's process group failed",
+                            self._who, exc_info=True)
+
+    @property
+    def shell_pgid(self) -> int:
+        """The process group of the persistent shell; 0 while none is started."""
+        return self._pgid
 
     @contextlib.contextmanager
     def _deadline(self, seconds: float, doing: str) -> Iterator[None]:

@@ -4,8 +4,6 @@ in order, and `vet logs`' rendering of them line by line."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,33 +14,7 @@ from harness.console.serial import SerialChannel
 from harness.event_format import format_lines
 from harness.events import EventLog, read_events
 from harness.host import log_console
-
-
-class Pusher:
-    """A console on 127.0.0.1 that pushes `payload` once the client sends a byte."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.server.accept()
-        except OSError:  # closed before anyone connected
-            return
-        with conn:
-            if conn.recv(1):
-                conn.sendall(self.payload)
-                while conn.recv(65536):  # until the client hangs up
-                    pass
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
+from tests.fixtures.console_pusher import Pusher
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ with deadlines.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -387,3 +388,42 @@ def test_client_threads_use_paramiko_transport_only_while_connected(
     assert not any(
         isinstance(t, paramiko.Transport) and t.is_alive() for t in threading.enumerate()
     )
+
+
+def test_each_new_shell_is_reported_before_its_first_command(
+    sshd_server: Sshd, tmp_path: Path
+) -> None:
+    """A resumed run reaps the shells a killed controller left (harness.resume); the
+    channel names each new shell's process group before anything runs in it."""
+    from harness.resume import remember_shells
+    from harness.store import Store
+
+    channel = sshd_server.channel("node07")
+    channel.connect()
+    first = channel.shell_pgid
+    assert first > 1
+    with Store(tmp_path / "vet.sqlite") as store:
+        store.start_run("r1", "quick", "inv")
+        remember_shells(store, "r1", "node07", channel)  # the running shell: recorded now
+        seen: list[int] = []
+        recorded = channel.on_new_shell
+        assert recorded is not None
+
+        def also_seen(pgid: int) -> None:
+            seen.append(pgid)
+            recorded(pgid)
+
+        channel.on_new_shell = also_seen
+
+        def on_line(line: OutputLine) -> None:
+            if line.text == "running":
+                threading.Thread(target=channel.cancel).start()
+
+        with pytest.raises(CommandCancelled):  # a cancel ends the shell; the next run
+            channel.run("echo running; sleep 304", timeout=60, on_line=on_line)  # starts one
+        assert seen == [], "reported before a shell was needed"
+        echoed = int(channel.run("echo $$", timeout=10).stdout)
+        channel.close()
+        assert seen == [echoed] and echoed != first
+        rows = store.query("SELECT payload_json FROM events WHERE kind = 'remote-shell'")
+        assert [int(json.loads(r["payload_json"])["pgid"]) for r in rows] == [first, echoed]

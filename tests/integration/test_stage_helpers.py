@@ -8,14 +8,16 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.console.local import LocalChannel
+from harness.errors import ToolMissing
 from harness.host import HostUnderTest, RunContext
 from harness.judge import Verdict
 from harness.kernel_window import KernelWindow
-from harness.models import Connection, Host
+from harness.models import CommandResult, Connection, Host
 from harness.sampling import sampled
 from harness.store import Store
 from tests.fixtures.recorded_tools import DATA, RecordedTools, Rule, recorded
@@ -69,3 +71,27 @@ def test_kernel_window_judges_only_what_came_after_the_mark(
              if "kernel_log" in p.name]
     assert any("the ring buffer wrapped" in n for n in notes)
     assert late.verdict is Verdict.FAILING  # the ATA error lines are judged too
+
+
+def test_require_asks_for_every_stage_tool_once_and_names_a_missing_one(
+        vetted: HostUnderTest, recorded: RecordedTools, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    run = vetted.channel.run
+
+    def counting(command: str, *args: Any, **kwargs: Any) -> CommandResult:
+        asked.append(command)
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(vetted.channel, "run", counting)
+    recorded.add("fio", Rule("", ()))  # a stand-in: present whatever this machine has
+    recorded.add("wipefs", Rule("", ()))
+    vetted.require("fio")
+    assert len(asked) == 1 and "wipefs" in asked[0]  # the stage tools, in the same command
+    vetted.require("wipefs", "util-linux")
+    vetted.require("fio")
+    assert len(asked) == 1, "a tool found once was asked for again"
+    with pytest.raises(ToolMissing, match=r"vet-no-such-tool.*vet-tool-pkg"):
+        vetted.require("vet-no-such-tool", "vet-tool-pkg")
+    with pytest.raises(ToolMissing):  # still missing: asked again, alone
+        vetted.require("vet-no-such-tool")
+    assert len(asked) == 3 and "wipefs" not in asked[2]

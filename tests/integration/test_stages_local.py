@@ -137,6 +137,11 @@ def test_smart_counters_that_grew_during_the_stress_fail_the_host(tmp_path: Path
                 "SMART before/after comparison"} <= set(names)
     evidence = tmp_path / "reports" / "runs" / "sg1" / "localhost" / "smart-after-stress"
     assert any("smartctl_-x_-j_-d_nvme_dev_nvme0" in p.name for p in evidence.iterdir())
+    events = [json.loads(line) for line in (evidence.parent / "events.jsonl").open()]
+    kinds = [e["kind"] for e in events]
+    end = events[kinds.index("smart-after-stress-end")]  # the check's end, before teardown
+    assert kinds.index("smart-after-stress") < kinds.index("smart-after-stress-end")
+    assert end["verdict"] == "failing" and end["duration_s"] >= 0
 
 
 def test_smart_comparison_passes_when_nothing_grew_and_needs_a_stress(tmp_path: Path) -> None:

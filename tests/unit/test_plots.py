@@ -83,3 +83,49 @@ def test_record_attaches_the_plot_next_to_the_json(tmp_path: Path) -> None:
                          "003-no_sensors.json"]
         assert [r["name"] for r in store.records("r1", "vm")] == [
             "temperatures", "no sensors"]
+
+
+def test_a_plot_is_drawn_while_the_stage_goes_on_and_failures_are_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """record() hands the drawing to a background thread; finish_plots() (the test's end)
+    attaches it in its place; a plot that cannot be drawn is an event, not an error."""
+    import json
+    import threading
+
+    import harness.host
+
+    may_draw = threading.Event()
+    drawing = threading.Event()
+
+    def slow_render(*args: object) -> bytes:
+        drawing.set()
+        assert may_draw.wait(30), "the test never let the plot finish"
+        return render(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harness.host, "render", slow_render)
+    with Store(tmp_path / "vet.sqlite") as store:
+        ctx = RunContext("r1", "quick", store, tmp_path / "runs" / "r1")
+        host = HostUnderTest(Host("vm", Connection("local")), LocalChannel("vm"), ctx, {})
+        try:
+            host.enter_stage("cpu")
+            host.record("temperatures", parse_thermal(THERMAL))  # returns while it draws
+            assert drawing.wait(30)
+            host.record("no sensors", parse_thermal(""))
+            stage_dir = tmp_path / "runs" / "r1" / "vm" / "cpu"
+            assert not list(stage_dir.glob("*.png"))
+            may_draw.set()
+            host.finish_plots()
+            assert sorted(p.name for p in stage_dir.iterdir()) == [
+                "001-temperatures.json", "002-temperatures_over_time.png",
+                "003-no_sensors.json"]
+
+            monkeypatch.setattr(harness.host, "render", lambda *a: 1 / 0)
+            host.record("again", parse_thermal(THERMAL))
+        finally:
+            host.close()  # attaches (or reports) what is still pending
+        events = [json.loads(line) for line in
+                  (tmp_path / "runs" / "r1" / "vm" / "events.jsonl").read_text().splitlines()]
+        failed = [e for e in events if e["kind"] == "plot-failed"]
+        assert [(e["record"], e["error"]) for e in failed] == [
+            ("again", "ZeroDivisionError: division by zero")]
+        assert not list(stage_dir.glob("*again*.png"))
