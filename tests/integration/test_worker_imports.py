@@ -1,11 +1,12 @@
 """What a vet run's pytest processes import (issue 8: memory per host with one xdist worker
 per host). The xdist controller never opens a channel and a worker only the transport its
-host uses, so neither carries paramiko (~19 MB with cryptography, PyNaCl, invoke) without an
-SSH host; Ansible's inventory loader runs in a child interpreter (harness.inventory_process),
-never in the controller or a worker; mqtt (paho), plots
-(matplotlib) and notify (apprise) load only where used; the repository's pytest config
-keeps labgrid's plugin (gRPC, protobuf, rich: ~25 MB) out of every process. Checked on
-sys.modules of real processes, not on RSS: what is imported is what can regress."""
+host uses, so neither carries paramiko (~13 MB with cryptography and PyNaCl; invoke, which
+paramiko would load, is hidden from it) without an SSH host; Ansible's inventory loader
+runs in a child interpreter (harness.inventory_process), never in the controller or a
+worker; mqtt (paho), plots (matplotlib) and notify (apprise) load only where used; the
+repository's pytest config keeps labgrid's plugin (gRPC, protobuf, rich: ~25 MB) out of
+every process. Checked on sys.modules of real processes, not on RSS: what is imported is
+what can regress."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ def test_importing_the_plugin_loads_no_transport_or_controller_extras() -> None:
                           timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_the_ssh_transport_loads_paramiko_without_invoke() -> None:
+    """invoke serves only ssh_config's `Match exec`, which vet never reads (~6 MB and
+    ~0.1 s per worker); it is hidden while paramiko loads, and importable after."""
+    code = ("import json, sys\n"
+            "import harness.console.ssh\n"
+            "loaded = {m: m in sys.modules for m in ('paramiko', 'invoke')}\n"
+            "import invoke\n"
+            "print(json.dumps(dict(loaded, later=bool(invoke.run))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"paramiko": True, "invoke": False, "later": True}
 
 
 def test_transports_still_resolve_from_the_package() -> None:
