@@ -36,7 +36,7 @@ from harness.models import (
     SpecDifference,
     to_jsonable,
 )
-from harness.plots import plot_of, render
+from harness.plots import Panels, plot_of, render
 from harness.profiles import Params
 from harness.store import Store
 
@@ -184,6 +184,9 @@ class HostUnderTest:
         self._tools_found: set[str] = set()  # see require()
         self._plotter: ThreadPoolExecutor | None = None  # see record()
         self._plots: list[_PendingPlot] = []
+        #: Draws a plot: here by default; the run's plot server when there is one
+        #: (harness.plot_server), so the worker does not carry matplotlib.
+        self.renderer: Callable[[str, Panels, str], bytes] = render
         self._tools_asked: set[str] = set()
 
     def attach_console(self, console: SerialChannel, watch: ConsoleWatch,
@@ -371,8 +374,9 @@ class HostUnderTest:
         if self._plotter is None:
             self._plotter = ThreadPoolExecutor(1, thread_name_prefix=f"plots-{self.name}")
         title = f"{self.name} {self.stage}: {name}"
+        image = self._plotter.submit(self.renderer, title, *plot)
         self._plots.append(_PendingPlot(self.evidence, self.evidence.reserve(), name,
-                                        self.stage, self._plotter.submit(render, title, *plot)))
+                                        self.stage, image))
 
     def finish_plots(self, timeout: float = PLOT_TIMEOUT_S) -> None:
         """Attach the plots drawn since the last call, waiting for those still drawing

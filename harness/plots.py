@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import logging
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,10 +22,8 @@ from harness.probes.iperf3 import Iperf3Result
 from harness.probes.nvidia_smi import NvidiaSmiReport
 from harness.probes.thermal import ThermalSamples
 
-__all__ = ["PLOTTING_STAGES", "SERIES_POINTS", "Plot", "Series", "plot_of", "plot_record",
-           "render", "series_step_s", "warm_up"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PLOTTING_STAGES", "SERIES_POINTS", "Panels", "Plot", "Series", "plot_of",
+           "plot_record", "render", "series_step_s"]
 
 #: The stages that record series over time (temperatures, nvidia-smi samples, fio and
 #: iperf3 intervals), so draw a plot.
@@ -49,7 +45,7 @@ def series_step_s(duration_s: float, points: int = SERIES_POINTS) -> int:
     return max(1, math.ceil(duration_s / points))
 
 
-def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]],
+def render(title: str, panels: Panels,
            xlabel: str = "seconds since the first sample") -> bytes:
     """One PNG: a panel per (y label, series) pair, stacked, sharing the time axis."""
     # Imported here: matplotlib costs seconds to import, and most processes that import
@@ -78,36 +74,6 @@ def render(title: str, panels: Sequence[tuple[str, Sequence[Series]]],
     out = io.BytesIO()
     figure.savefig(out, format="png", metadata={"Software": None})
     return out.getvalue()
-
-
-_warm_up_lock = threading.Lock()
-_warm_up_thread: threading.Thread | None = None
-
-
-def warm_up() -> threading.Thread:
-    """Import matplotlib and draw one throw-away figure in a background thread, once per
-    process; returns that thread.
-
-    Why: a process's first plot cost ~1 s (matplotlib's import, ~0.6 s, then its fonts
-    and first render) against ~0.16 s for the next ones, measured; drawn on the stage's
-    clock, that was most of the cpu stage's overhead on the lab (1.5 s of wall time
-    beyond its tools, docs/BENCHMARKS.md). Started when a host with a plotting stage
-    opens, it runs while the host boots or its first stages wait on the host. Not a
-    daemon: a worker that ends early waits for it rather than stopping it mid-import.
-    """
-    global _warm_up_thread
-    with _warm_up_lock:
-        if _warm_up_thread is None:
-            _warm_up_thread = threading.Thread(target=_draw_once, name="plots-warm-up")
-            _warm_up_thread.start()
-        return _warm_up_thread
-
-
-def _draw_once() -> None:
-    try:
-        render("warm-up", [("value", [("", [(0.0, 0.0), (1.0, 1.0)])])])
-    except Exception:  # the real plot will say what is wrong, where it is attached
-        log.debug("plot warm-up failed", exc_info=True)
 
 
 def _thermal(samples: ThermalSamples) -> list[tuple[str, Sequence[Series]]]:
@@ -183,7 +149,8 @@ def _iperf3(result: Iperf3Result) -> list[tuple[str, Sequence[Series]]]:
     return panels
 
 
-Plot = tuple[Sequence[tuple[str, Sequence[Series]]], str]  # panels, x label
+Panels = Sequence[tuple[str, Sequence[Series]]]  # (y label, its series) per panel
+Plot = tuple[Panels, str]  # panels, x label
 
 
 def plot_of(record: Any) -> Plot | None:

@@ -13,7 +13,9 @@ import functools
 import os
 import pickle
 import platform
+import re
 import secrets
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -50,8 +52,10 @@ from harness.netboot import CONSOLE_RECONNECT_S, BootedHost, netboot, release
 from harness.netperf import Iperf3Server
 from harness.notify import Notifier, summary_lines
 from harness.overrides import OVERRIDES, apply_overrides, check_overrides
+from harness.plot_server import PlotService
+from harness.plot_server import start as start_plot_server
+from harness.plot_server import stop as stop_plot_server
 from harness.plots import PLOTTING_STAGES
-from harness.plots import warm_up as warm_up_plots
 from harness.profiles import DEFAULT_PROFILE, PROFILES, effective_params, override_problems
 from harness.report_allure import environment, write_run_metadata
 from harness.resume import ResumePlan, ResumeRefused, reap_shells, remember_shells
@@ -109,6 +113,10 @@ class VetRun:
         #: them on to its xdist workers.
         self.worker_pids: list[int] = []
         self.interrupts = Interrupts(lambda: self.worker_pids)
+        #: The run's plot server (harness.plot_server): the controller starts it when
+        #: plotting stages may run; workers get its address.
+        self.plots: PlotService | None = None
+        self.plot_server: subprocess.Popen[bytes] | None = None
 
     def resuming(self, resume: ResumePlan) -> None:
         """Continue `resume`'s run: a host's interrupted stage is entered already."""
@@ -214,6 +222,8 @@ def pytest_configure(config: pytest.Config) -> None:
     run.interrupts.install()
     if workerinput is not None and workerinput.get("vet_resume"):
         run.resuming(ResumePlan.from_json(workerinput["vet_resume"]))
+    if workerinput is not None and workerinput.get("vet_plots"):
+        run.plots = PlotService.from_json(workerinput["vet_plots"])
     if workerinput is None:
         if resume:
             try:
@@ -294,6 +304,7 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput["vet_run_id"] = run.run_id
         node.workerinput["vet_hosts"] = hosts_for_workers(list(run.hosts.values()))
         node.workerinput["vet_resume"] = run.resume.to_json() if run.resume else None
+        node.workerinput["vet_plots"] = run.plots.to_json() if run.plots else None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -317,10 +328,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> HostScheduli
     return HostScheduling(config, log, run.hosts) if run is not None else None
 
 
+def _may_plot(config: pytest.Config) -> bool:
+    """Whether the selected stages may draw plots: no -m, or one that names `stage` or a
+    plotting stage (`not cpu` too: this only saves a server where none can be needed)."""
+    words = set(re.findall(r"\w+", config.getoption("markexpr", "") or ""))
+    return not words or "stage" in words or bool(words & PLOTTING_STAGES)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = _run(session.config)
     if run is None or run.is_worker:
         return
+    if _may_plot(session.config):  # before xdist starts its workers: they get its address
+        try:
+            run.plots, run.plot_server = start_plot_server(run.run_id)
+        except VetError as exc:  # plots are drawn in each process instead
+            print(f"vet: {exc}", file=sys.stderr)
     run.store.start_run(
         run.run_id, run.profile, run.inventory,
         params={"profile": run.profile,
@@ -424,8 +447,6 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
     spec = run.hosts[request.param]
     ctx = RunContext(run.run_id, run.profile, run.store, run.run_dir)
     events = open_events(ctx, spec.name)
-    if run.stages_of[spec.name] & PLOTTING_STAGES:
-        warm_up_plots()  # off the stages' clock: while the host boots or answers
     if spec.mqtt is not None:  # vet_mqtt: live events to a broker (paho imported only then)
         from harness.mqtt import finish_host, publisher_for
 
@@ -458,6 +479,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostUnderTest]:
             run.store, run.run_id, spec.name, vetted.channel))
     if _is_ssh(vetted.channel):  # each shell it starts, for a later resume to reap
         remember_shells(run.store, run.run_id, spec.name, vetted.channel)
+    if run.plots is not None:  # drawn by the run's plot server, not in this process
+        vetted.renderer = run.plots.render
     run.open_hosts[spec.name] = vetted
     yield vetted
     run.open_hosts.pop(spec.name, None)
@@ -812,6 +835,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if run.leased:
             release_leases(run.store, run.run_id)
         run.interrupts.uninstall()
+        if run.plot_server is not None:
+            stop_plot_server(run.plot_server)
         run.close()
 
 

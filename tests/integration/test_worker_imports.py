@@ -93,13 +93,11 @@ def test_transports_still_resolve_from_the_package() -> None:
 PLOTTING_STAGE = """\
 
 @pytest.mark.cpu
-def test_plots_are_warmed_up(host):
-    import threading
+def test_plots(host):
+    from harness.probes.thermal import parse_thermal
 
-    [warm] = [t for t in threading.enumerate() if t.name == "plots-warm-up"] or [None]
-    if warm is not None:  # else done already: then matplotlib is in
-        warm.join(120)
-    assert "matplotlib.figure" in sys.modules
+    host.record("temperatures", parse_thermal(
+        "1790000000|thermal:x86_pkg_temp|41000\\n1790000005|thermal:x86_pkg_temp|45000\\n"))
 """
 
 
@@ -127,12 +125,15 @@ def test_run_processes_import_only_what_their_hosts_use(tmp_path: Path) -> None:
     assert worker == {"heavy": [], "ansible_loader": False}
 
 
-def test_a_host_with_a_plotting_stage_has_matplotlib_warmed_up(tmp_path: Path) -> None:
-    """harness.plots.warm_up: started when the host opens, so the stage's first plot does
-    not pay matplotlib's import and first render; only for hosts that plot."""
+def test_plots_are_drawn_by_the_runs_plot_server_not_by_a_worker(tmp_path: Path) -> None:
+    """harness.plot_server: one process draws every plot of the run (matplotlib ~37 MB
+    each), warmed up while the hosts boot; the plot still lands in the stage's evidence."""
     controller, worker = _run(tmp_path, "import sys\n" + STAGES + PLOTTING_STAGE)
     assert controller == {"heavy": [], "ansible_loader": False}
-    assert worker == {"heavy": ["matplotlib"], "ansible_loader": False}
+    assert worker == {"heavy": [], "ansible_loader": False}
+    [png] = (tmp_path / "reports" / "runs" / "imports" / "node01" / "cpu").glob("*.png")
+    assert png.name.endswith("-temperatures_over_time.png")
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_child_loads_what_load_inventory_loads() -> None:

@@ -86,13 +86,11 @@ def test_record_attaches_the_plot_next_to_the_json(tmp_path: Path) -> None:
 
 
 def test_a_plot_is_drawn_while_the_stage_goes_on_and_failures_are_said(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """record() hands the drawing to a background thread; finish_plots() (the test's end)
     attaches it in its place; a plot that cannot be drawn is an event, not an error."""
     import json
     import threading
-
-    import harness.host
 
     may_draw = threading.Event()
     drawing = threading.Event()
@@ -102,10 +100,10 @@ def test_a_plot_is_drawn_while_the_stage_goes_on_and_failures_are_said(
         assert may_draw.wait(30), "the test never let the plot finish"
         return render(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(harness.host, "render", slow_render)
     with Store(tmp_path / "vet.sqlite") as store:
         ctx = RunContext("r1", "quick", store, tmp_path / "runs" / "r1")
         host = HostUnderTest(Host("vm", Connection("local")), LocalChannel("vm"), ctx, {})
+        host.renderer = slow_render  # as the run's plot server would (harness.plot_server)
         try:
             host.enter_stage("cpu")
             host.record("temperatures", parse_thermal(THERMAL))  # returns while it draws
@@ -119,7 +117,7 @@ def test_a_plot_is_drawn_while_the_stage_goes_on_and_failures_are_said(
                 "001-temperatures.json", "002-temperatures_over_time.png",
                 "003-no_sensors.json"]
 
-            monkeypatch.setattr(harness.host, "render", lambda *a: 1 / 0)
+            host.renderer = lambda *a: 1 / 0  # type: ignore[assignment]
             host.record("again", parse_thermal(THERMAL))
         finally:
             host.close()  # attaches (or reports) what is still pending
