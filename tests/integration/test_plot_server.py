@@ -55,6 +55,18 @@ def test_a_wrong_key_is_refused_and_the_client_draws_itself(caplog: pytest.LogCa
         stop(proc)
 
 
+def test_a_dead_server_leaves_each_plot_to_its_client(caplog: pytest.LogCaptureFixture) -> None:
+    service, proc = start("ps4")
+    try:
+        assert service.render("t", PANELS, "s") == png_of("t")  # connected
+        proc.kill()
+        proc.wait(10)
+        assert service.render("t", PANELS, "s") == png_of("t")  # drawn here
+        assert "drawing in this process" in caplog.text
+    finally:
+        stop(proc)
+
+
 def test_the_server_ends_when_its_controller_is_killed(tmp_path: Path) -> None:
     code = ("import sys\n"
             "from harness.plot_server import start\n"
