@@ -70,9 +70,10 @@ class PlotService:
         return payload
 
 
-def start(run_id: str) -> tuple[PlotService, subprocess.Popen[bytes]]:
+def start() -> tuple[PlotService, subprocess.Popen[bytes]]:
     """Start a run's plot server; returns once it listens."""
-    service = PlotService(f"\0vet-plots-{run_id}-{os.getpid()}-{secrets.token_hex(4)}",
+    # Not the run id in the name: an abstract address holds at most 107 bytes.
+    service = PlotService(f"\0vet-plots-{os.getpid()}-{secrets.token_hex(8)}",
                           secrets.token_bytes(32))
     proc = subprocess.Popen([sys.executable, "-m", "harness.plot_server"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)

@@ -341,7 +341,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     if _may_plot(session.config):  # before xdist starts its workers: they get its address
         try:
-            run.plots, run.plot_server = start_plot_server(run.run_id)
+            run.plots, run.plot_server = start_plot_server()
         except VetError as exc:  # plots are drawn in each process instead
             print(f"vet: {exc}", file=sys.stderr)
     run.store.start_run(

@@ -23,7 +23,7 @@ PANELS = [("°C", [("cpu", [(0.0, 40.0), (5.0, 55.0), (10.0, 52.0)])])]
 
 
 def test_the_server_draws_what_the_process_would_and_ends_with_the_run() -> None:
-    service, proc = start("ps1")
+    service, proc = start()
     try:
         assert service.address.startswith("\0")  # abstract: no socket file left behind
         png = service.render("node01 cpu: temperatures", PANELS, "seconds")
@@ -45,7 +45,7 @@ def png_of(title: str) -> bytes:
 
 def test_a_wrong_key_is_refused_and_the_client_draws_itself(caplog: pytest.LogCaptureFixture
                                                              ) -> None:
-    service, proc = start("ps2")
+    service, proc = start()
     try:
         stranger = PlotService(service.address, b"not the key")
         assert stranger.render("t", PANELS, "s") == png_of("t")  # drawn here instead
@@ -56,7 +56,7 @@ def test_a_wrong_key_is_refused_and_the_client_draws_itself(caplog: pytest.LogCa
 
 
 def test_a_dead_server_leaves_each_plot_to_its_client(caplog: pytest.LogCaptureFixture) -> None:
-    service, proc = start("ps4")
+    service, proc = start()
     try:
         assert service.render("t", PANELS, "s") == png_of("t")  # connected
         proc.kill()
@@ -70,7 +70,7 @@ def test_a_dead_server_leaves_each_plot_to_its_client(caplog: pytest.LogCaptureF
 def test_the_server_ends_when_its_controller_is_killed(tmp_path: Path) -> None:
     code = ("import sys\n"
             "from harness.plot_server import start\n"
-            "service, proc = start('ps3')\n"
+            "service, proc = start()\n"
             "print(proc.pid, flush=True)\n"
             "sys.stdin.read()\n")
     controller = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, text=True,
