@@ -151,6 +151,7 @@ class _PendingPlot:
     stage: str
     image: Future[bytes]
 
+
 #: The tools the stages in suites/ require; the first `require` on a host asks for all of
 #: them at once. One missing here only costs its own round trip.
 STAGE_TOOLS: tuple[str, ...] = (
@@ -182,12 +183,12 @@ class HostUnderTest:
         #: Seconds between two progress events of a stage (see Progress).
         self.progress_interval_s = PROGRESS_INTERVAL_S
         self._tools_found: set[str] = set()  # see require()
+        self._tools_asked: set[str] = set()
         self._plotter: ThreadPoolExecutor | None = None  # see record()
         self._plots: list[_PendingPlot] = []
         #: Draws a plot: here by default; the run's plot server when there is one
         #: (harness.plot_server), so the worker does not carry matplotlib.
         self.renderer: Callable[[str, Panels, str], bytes] = render
-        self._tools_asked: set[str] = set()
 
     def attach_console(self, console: SerialChannel, watch: ConsoleWatch,
                        subscribed: bool = False) -> None:
@@ -353,9 +354,9 @@ class HostUnderTest:
         """Keep a parsed record: in the store, and attached as JSON (plus a PNG plot when
         it holds series over time, harness.plots).
 
-        The plot is drawn in a background thread and attached by finish_plots() (at the
-        test's end, or close()): a render takes ~0.15 s, which the stage's next commands
-        then hide instead of waiting for it.
+        The plot is drawn while the test goes on (by `renderer`, from a background
+        thread) and attached by finish_plots() at the test's end or in close(): a render
+        takes ~0.15 s, which the stage's next commands then hide instead of waiting.
         """
         data = to_jsonable(record)
         text = json.dumps(data)
