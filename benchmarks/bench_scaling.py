@@ -55,12 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.fixtures
 
 from harness.image import build_image  # noqa: E402
-from harness.states import STAGE_STATES, STAGES  # noqa: E402
+from harness.states import STAGES, STATE_STAGES  # noqa: E402
 from harness.store import Store  # noqa: E402
 
 Event = dict[str, Any]
-#: The state a host moves into when a stage starts -> the stage.
-_STAGE_OF_STATE = {state.value: stage for stage, state in STAGE_STATES.items()}
 AFTER_STRESS = "smart after stress"
 #: Events that mean the host's stages are over: its teardown (release, hold) began.
 _END_KINDS = frozenset({"released", "kept-up", "hold-opened", "hold-kept", "host-closed",
@@ -136,8 +134,8 @@ def guest_times(name: str, events: Sequence[Event]) -> GuestTimes:
     marks: list[tuple[float, str]] = []
     for e in events:
         at = float(e["at"])
-        if e["kind"] == "state" and e.get("to") in _STAGE_OF_STATE:
-            stage = _STAGE_OF_STATE[e["to"]]
+        if e["kind"] == "state" and e.get("to") in STATE_STAGES:  # State is a StrEnum
+            stage = STATE_STAGES[e["to"]]
             if not marks or marks[-1][1] != stage:
                 marks.append((at, stage))
         elif e["kind"] == "smart-after-stress" and marks:

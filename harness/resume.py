@@ -156,12 +156,8 @@ def remember_shells(store: Store, run_id: str, host: str, channel: SshChannel) -
     trip: asking the shell (`echo $$`) before every test cost one on each, ~15-30 ms on
     an emulated lab guest. A shell already running is recorded now.
     """
-    recorded: list[int] = []
-
     def record(pgid: int) -> None:
-        if not recorded or recorded[-1] != pgid:
-            recorded.append(pgid)
-            store.add_event(run_id, host, channel.transport, "remote-shell", {"pgid": pgid})
+        store.add_event(run_id, host, channel.transport, "remote-shell", {"pgid": pgid})
 
     channel.on_new_shell = record
     if channel.shell_pgid:

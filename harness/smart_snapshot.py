@@ -126,12 +126,12 @@ def check_after_stress(item: pytest.Item) -> str | None:
         vetted.stage, vetted.evidence = stage, evidence
     failed = judgement.verdict is Verdict.FAILING
     reason = failure_text(judgement) if failed else "; ".join(judgement.reasons)[:300]
+    took = time.time() - started
     # Its end, too: what follows is the host's teardown (release or hold), not this check.
     vetted.events.emit("harness", "smart-after-stress-end", verdict=judgement.verdict.value,
-                       duration_s=round(time.time() - started, 3))
+                       duration_s=round(took, 3))
     run.store.record_test(run.run_id, name, "smart", f"{item.nodeid}::smart-after-stress",
-                          "failed" if failed else "passed", started, time.time() - started,
-                          reason[:300])
+                          "failed" if failed else "passed", started, took, reason[:300])
     if not failed:
         return None
     # Failed before the host fixture's teardown looks: a failed host is kept up.

@@ -307,7 +307,7 @@ class Store:
         same statement, so a worker's note is never overwritten by the controller's).
         True if the reason was set.
         """
-        query = ("UPDATE hosts SET reason = ?, updated_at = ? WHERE run_id = ? AND name = ?")
+        query = "UPDATE hosts SET reason = ?, updated_at = ? WHERE run_id = ? AND name = ?"
         params: tuple[object, ...] = (reason, time.time(), run_id, host)
         if keep_prefix is not None:
             query += " AND substr(reason, 1, ?) != ?"

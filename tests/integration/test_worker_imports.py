@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,15 +58,20 @@ def test_runs(host):
 """
 
 
+def _python_json(code: str) -> Any:
+    """What `code` printed as JSON, run in a fresh interpreter (nothing imported yet)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_importing_the_plugin_loads_no_transport_or_controller_extras() -> None:
     code = ("import json, sys\n"
             "import harness.pytest_plugin, harness.smart_snapshot, harness.live_progress\n"
             f"print(json.dumps(sorted(m for m in {HEAVY!r} + ('ansible',) "
             "if m in sys.modules)))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    assert _python_json(code) == []
 
 
 def test_the_ssh_transport_loads_paramiko_without_invoke() -> None:
@@ -76,10 +82,7 @@ def test_the_ssh_transport_loads_paramiko_without_invoke() -> None:
             "loaded = {m: m in sys.modules for m in ('paramiko', 'invoke')}\n"
             "import invoke\n"
             "print(json.dumps(dict(loaded, later=bool(invoke.run))))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"paramiko": True, "invoke": False, "later": True}
+    assert _python_json(code) == {"paramiko": True, "invoke": False, "later": True}
 
 
 def test_transports_still_resolve_from_the_package() -> None:
