@@ -171,8 +171,11 @@ def _watch_plain(view: RunView, console: Console, args: argparse.Namespace) -> N
     """Into a pipe: the table, then each state change as the store recorded it (time,
     host, from, to, reason), then the final table."""
     with FileChanges() as changes, _ctrl_c_ends_the_watch(changes.wake) as stop:
-        console.print(render_table(view, time.time(), False))
+        # The baseline first, then the table: a change recorded in between is printed as
+        # a line (the table may show it too), never lost between the two (CI saw that).
         seen = _new_transitions(view, None, console, show=False)
+        view.refresh()
+        console.print(render_table(view, time.time(), False))
         while not view.finished and not stop.is_set():
             changes.wait(TICK_S)
             if stop.is_set():
